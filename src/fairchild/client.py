@@ -1,0 +1,249 @@
+"""`Fairchild`: the client. Connects, installs, enqueues, reads and waits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack, nullcontext
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+
+import trio
+import trio_asyncio
+
+from . import context
+from .db import CHANNEL_FINAL, ConnectionLost, Database
+from .db import queries as q
+from .errors import JobNotFound, NotConnected
+from .job import Job
+from .task import NewJob
+
+__all__ = ["Fairchild", "Clock", "utcnow", "redact_dsn"]
+
+log = logging.getLogger("fairchild")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The default clock: the current time in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with its password replaced by ``***`` (for logs)."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+
+
+def _as_id(job: Job | uuid.UUID | str) -> uuid.UUID:
+    if isinstance(job, Job):
+        return job.id
+    if isinstance(job, uuid.UUID):
+        return job
+    return uuid.UUID(str(job))
+
+
+class Fairchild:
+    """A connection to one Fairchild database.
+
+    ``async with Fairchild(url) as fairchild:`` opens a trio-asyncio loop if none is
+    running, connects, and makes this client the one that ``task.enqueue`` uses inside
+    the block. ``await fairchild.connect()`` / ``await fairchild.close()`` do the same
+    inside a loop you opened yourself (``trio_asyncio.open_loop()``).
+
+    With no `url`, ``$FAIRCHILD_DATABASE_URL`` is used, else the shared embedded
+    PostgreSQL in ``$FAIRCHILD_DATA_DIR`` (default ``.fairchild/``).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        pool_size: int = 10,
+        clock: Clock = utcnow,
+        data_dir: os.PathLike[str] | str | None = None,
+    ) -> None:
+        self._url = url or os.environ.get("FAIRCHILD_DATABASE_URL") or None
+        self._pool_size = pool_size
+        self._data_dir = data_dir
+        self.clock = clock
+        self._db: Database | None = None
+        self._embedded: Any = None
+        self._stack: AsyncExitStack | None = None
+        self._client_token: Any = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        return self._db is not None and self._db.is_open
+
+    @property
+    def database(self) -> Database:
+        """The database bridge (for the worker and the web app)."""
+        if self._db is None:
+            raise NotConnected("this Fairchild client is not connected")
+        return self._db
+
+    @property
+    def url(self) -> str | None:
+        """The DSN in use (None before connecting to the embedded server)."""
+        return self._url
+
+    @property
+    def is_embedded(self) -> bool:
+        return self._embedded is not None
+
+    async def connect(self) -> None:
+        """Open the pool (starting or attaching to the embedded server if needed).
+
+        Needs a running trio-asyncio loop (`async with Fairchild()` opens one).
+        Cancellation: whatever was opened is closed again.
+        """
+        if self.is_connected:
+            return
+        if trio_asyncio.current_loop.get() is None:
+            raise NotConnected(
+                "no trio-asyncio loop is running: use `async with Fairchild(...)`, or open "
+                "`trio_asyncio.open_loop()` around `connect()`"
+            )
+        try:
+            if self._url is None:
+                from . import embedded
+
+                directory = None if self._data_dir is None else os.fspath(self._data_dir)
+                self._embedded = await trio.to_thread.run_sync(
+                    lambda: embedded.acquire(None if directory is None else embedded.Path(directory))
+                )
+                dsn = self._embedded.url
+                log.info("using the embedded PostgreSQL in %s", self._embedded.pgdata)
+            else:
+                dsn = self._url
+                log.info("using PostgreSQL at %s", redact_dsn(dsn))
+            db = Database(dsn, max_size=self._pool_size)
+            await db.open()
+            self._db = db
+        except BaseException:
+            await self._release_embedded()
+            raise
+        context.register_default(self)
+
+    async def close(self) -> None:
+        """Close the pool and release the embedded server. Shielded: always completes."""
+        with trio.CancelScope(shield=True):
+            context.unregister_default(self)
+            if self._db is not None:
+                db, self._db = self._db, None
+                await db.close()
+            await self._release_embedded()
+
+    async def _release_embedded(self) -> None:
+        if self._embedded is not None:
+            server, self._embedded = self._embedded, None
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(server.release)
+
+    async def __aenter__(self) -> Fairchild:
+        stack = AsyncExitStack()
+        try:
+            if trio_asyncio.current_loop.get() is None:
+                await stack.enter_async_context(trio_asyncio.open_loop())
+            await self.connect()
+            stack.push_async_callback(self.close)
+            self._client_token = context._client.set(self)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._client_token is not None:
+            try:
+                context._client.reset(self._client_token)
+            except ValueError:  # exited from another context; nothing to restore
+                pass
+            self._client_token = None
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    # -- schema --------------------------------------------------------------------
+
+    async def install(self) -> list[int]:
+        """Create every table and index (idempotent); returns the versions applied now."""
+        applied = await self.database.migrate()
+        if applied:
+            log.info("installed schema version %d", applied[-1].version)
+        return [m.version for m in applied]
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations (idempotent, safe to run concurrently)."""
+        applied = await self.database.migrate()
+        for m in applied:
+            log.info("applied migration %04d_%s", m.version, m.name)
+        return [m.version for m in applied]
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def insert_jobs(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[Job]:
+        """Insert validated jobs (see `Task.prepare`) in one transaction; return them."""
+        rows = await self.database.insert_jobs(jobs, self.clock(), connection)
+        by_id = {r["id"]: Job.from_row(r) for r in rows}
+        return [by_id[j.id] for j in jobs if j.id in by_id]
+
+    async def get_job(self, job: Job | uuid.UUID | str) -> Job:
+        """The job's current state; `JobNotFound` if it does not exist."""
+        job_id = _as_id(job)
+        row = await self.database.fetchrow(q.GET_JOB, job_id)
+        if row is None:
+            raise JobNotFound(job_id)
+        return Job.from_row(row)
+
+    async def wait(self, job: Job | uuid.UUID | str, timeout: float | None = None) -> Job:
+        """Wait until the job is final and return it.
+
+        For a workflow root this means the whole workflow is final. Woken by NOTIFY on
+        ``fairchild_final``; after a lost LISTEN connection it reconnects and re-reads.
+        Raises `TimeoutError` after `timeout` seconds. Cancellation: returns nothing and
+        leaves no subscription behind.
+        """
+        job_id = _as_id(job)
+        db = self.database
+        wake = trio.Event()
+        watch_all = False
+        needle = str(job_id)
+
+        def on_final(payload: str | None) -> None:
+            if payload is None or watch_all or needle in payload:
+                wake.set()
+
+        with trio.fail_after(timeout) if timeout is not None else nullcontext():
+            with db.listener.subscribe(CHANNEL_FINAL, on_final):
+                while True:
+                    try:
+                        await db.listener.ensure()
+                    except ConnectionLost as exc:
+                        log.warning("wait(%s): cannot LISTEN (%s); retrying", job_id, exc)
+                        await trio.sleep(1)
+                        continue
+                    wake = trio.Event()
+                    row = await db.fetchrow(q.WAIT_STATUS, job_id)
+                    if row is None:
+                        raise JobNotFound(job_id)
+                    if row["state"] in ("completed", "discarded", "cancelled"):
+                        if row["open_in_workflow"] == 0:
+                            return await self.get_job(job_id)
+                        watch_all = True
+                    with trio.move_on_after(60):  # a safety net; NOTIFY normally wakes us
+                        await wake.wait()
+
+    async def fetch_results(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        """Recorded results of the given jobs, in one query."""
+        return await self.database.fetch_results(ids)

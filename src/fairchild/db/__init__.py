@@ -1,0 +1,25 @@
+"""The database layer: the only package that imports asyncio or asyncpg."""
+
+from .database import (
+    CHANNEL_CANCEL,
+    CHANNEL_FINAL,
+    CHANNEL_INSERT,
+    ConnectionLost,
+    Database,
+    DatabaseError,
+    FinishReport,
+    Listener,
+    Outcome,
+)
+
+__all__ = [
+    "CHANNEL_CANCEL",
+    "CHANNEL_FINAL",
+    "CHANNEL_INSERT",
+    "ConnectionLost",
+    "Database",
+    "DatabaseError",
+    "FinishReport",
+    "Listener",
+    "Outcome",
+]

@@ -1,0 +1,224 @@
+"""The one bridge between Trio and asyncio/asyncpg.
+
+`Database` owns the asyncpg pool and a dedicated LISTEN connection. Every method crosses
+the bridge exactly once, running one unit of work from `units` (a whole transaction in
+asyncio). Nothing here holds an asyncio transaction open across a Trio checkpoint.
+
+Cancellation, for every method: a Trio cancellation cancels the asyncio task running the
+unit; asyncpg sends the server a cancel request and the unit's transaction rolls back
+before the `trio.Cancelled` reaches the caller. Nothing is half-written, and the pooled
+connection is left idle (not in an aborted transaction). A unit that already committed
+when the cancellation lands still raises `Cancelled`: callers that must not lose the
+outcome (a claim) shield the call and hand its result on before the next checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+import trio
+from trio_asyncio import aio_as_trio
+
+from ..task import NewJob
+from . import migrations, units
+from .units import CHANNEL_CANCEL, CHANNEL_FINAL, CHANNEL_INSERT, FinishReport, Outcome
+
+__all__ = [
+    "Database",
+    "Listener",
+    "Outcome",
+    "FinishReport",
+    "CHANNEL_INSERT",
+    "CHANNEL_FINAL",
+    "CHANNEL_CANCEL",
+    "ConnectionLost",
+    "DatabaseError",
+]
+
+log = logging.getLogger("fairchild.db")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Errors that mean "the server or the connection went away": callers retry these.
+ConnectionLost: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    TimeoutError,
+)
+DatabaseError = asyncpg.PostgresError
+
+
+class Database:
+    """An asyncpg pool reached from Trio; one bridge crossing per unit of work."""
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 60.0) -> None:
+        self.dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._command_timeout = command_timeout
+        self._pool: asyncpg.Pool | None = None
+        self.listener = Listener(dsn)
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    async def open(self) -> None:
+        """Create the pool (needs a running trio-asyncio loop). Cancellation: nothing is kept open."""
+        self._pool = await aio_as_trio(asyncpg.create_pool)(
+            self.dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            command_timeout=self._command_timeout,
+        )
+
+    async def close(self) -> None:
+        """Close the listener and the pool. Shielded: runs to the end even when cancelled."""
+        with trio.CancelScope(shield=True):
+            await self.listener.close()
+            if self._pool is not None:
+                pool, self._pool = self._pool, None
+                with trio.move_on_after(10) as scope:
+                    await aio_as_trio(pool.close)()
+                if scope.cancelled_caught:
+                    pool.terminate()
+
+    async def call(self, unit: Callable[..., Any], *args: Any) -> Any:
+        """Run one asyncio unit of work with the pool as its first argument."""
+        if self._pool is None:
+            from ..errors import NotConnected
+
+            raise NotConnected("the database pool is not open")
+        return await aio_as_trio(unit)(self._pool, *args)
+
+    # -- schema --------------------------------------------------------------------
+
+    async def migrate(self, target: int | None = None) -> list[migrations.Migration]:
+        return await self.call(migrations.migrate, target)
+
+    async def applied_migrations(self) -> list[int]:
+        return await self.call(migrations.applied_versions)
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def insert_jobs(self, jobs: Sequence[NewJob], now: datetime, connection: Any = None) -> list[asyncpg.Record]:
+        """Insert jobs and their edges in one transaction (in the caller's, on `connection`)."""
+        if connection is not None:
+            return await aio_as_trio(units.insert_jobs)(None, jobs, now, connection)
+        return await self.call(units.insert_jobs, jobs, now, None)
+
+    async def claim(
+        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, now: datetime
+    ) -> tuple[list[asyncpg.Record], datetime | None]:
+        """Claim up to `limit` due jobs for `worker_id` (FOR UPDATE SKIP LOCKED, one statement).
+
+        Returns the claimed rows and, when fewer than `limit` were due, when the next
+        scheduled job falls due. Shield this call: see the module docstring.
+        """
+        return await self.call(units.claim, worker_id, queues, limit, now)
+
+    async def finish(self, outcomes: Sequence[Outcome], now: datetime) -> FinishReport:
+        """Write outcomes (fenced), spawn children, settle dependents: one transaction."""
+        return await self.call(units.finish, outcomes, now)
+
+    async def fetch_results(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        return await self.call(units.fetch_results, ids)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """One read-only statement (a unit of its own)."""
+        return await self.call(units.fetch_one, sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """One read-only statement (a unit of its own)."""
+        return await self.call(units.fetch_all, sql, *args)
+
+
+Callback = Callable[[str | None], None]
+
+
+class Listener:
+    """One dedicated LISTEN connection, fanning notifications out to Trio callbacks.
+
+    asyncpg delivers notifications from its protocol callbacks, which trio-asyncio runs
+    on the Trio thread, so subscribers are plain synchronous callables (they set events).
+    No background task is needed: loops that depend on notifications call `ensure()`
+    each round, which reconnects after a loss. Subscribers receive ``None`` when the
+    connection is lost, meaning "you may have missed something: poll".
+    """
+
+    CHANNELS = (CHANNEL_INSERT, CHANNEL_FINAL, CHANNEL_CANCEL)
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: asyncpg.Connection | None = None
+        self._lock = trio.Lock()
+        self._subscribers: dict[str, list[Callback]] = defaultdict(list)
+        self.reconnects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def ensure(self) -> bool:
+        """Connect (or reconnect) if needed. True when a new connection was made, so the
+        caller should poll for what it may have missed. Raises the connection error if the
+        server cannot be reached. Cancellation: a half-made connection is closed."""
+        if self.connected:
+            return False
+        async with self._lock:
+            if self.connected:
+                return False
+            conn = await aio_as_trio(asyncpg.connect)(self.dsn)
+            try:
+                for channel in self.CHANNELS:
+                    await aio_as_trio(conn.add_listener)(channel, self._on_notify)
+                conn.add_termination_listener(self._on_lost)
+            except BaseException:
+                conn.terminate()
+                raise
+            if self._conn is not None:
+                self.reconnects += 1
+            self._conn = conn
+            return True
+
+    async def close(self) -> None:
+        """Close the connection. Shielded."""
+        with trio.CancelScope(shield=True):
+            conn, self._conn = self._conn, None
+            if conn is not None and not conn.is_closed():
+                conn.remove_termination_listener(self._on_lost)
+                with trio.move_on_after(5) as scope:
+                    await aio_as_trio(conn.close)()
+                if scope.cancelled_caught:
+                    conn.terminate()
+
+    @contextmanager
+    def subscribe(self, channel: str, callback: Callback) -> Iterator[None]:
+        """Call `callback(payload)` for each notification on `channel` while inside."""
+        self._subscribers[channel].append(callback)
+        try:
+            yield
+        finally:
+            self._subscribers[channel].remove(callback)
+
+    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        for callback in list(self._subscribers[channel]):
+            callback(payload)
+
+    def _on_lost(self, _conn: object) -> None:
+        log.warning("LISTEN connection lost; polling until it is back")
+        for callbacks in self._subscribers.values():
+            for callback in list(callbacks):
+                callback(None)
