@@ -16,11 +16,11 @@ import trio
 import trio_asyncio
 
 from . import context
-from .db import CHANNEL_FINAL, ConnectionLost, Database
+from .db import CHANNEL_FINAL, ConnectionLost, Database, units
 from .db import queries as q
-from .errors import JobNotFound, NotConnected
+from .errors import InvalidJobState, JobNotFound, NotConnected
 from .job import Job
-from .task import NewJob
+from .task import NewJob, check_queue
 
 __all__ = ["Fairchild", "Clock", "utcnow", "redact_dsn"]
 
@@ -247,3 +247,38 @@ class Fairchild:
     async def fetch_results(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
         """Recorded results of the given jobs, in one query."""
         return await self.database.fetch_results(ids)
+
+    # -- operator controls -------------------------------------------------------------
+
+    async def cancel_job(self, job: Job | uuid.UUID | str, reason: str = "cancelled by an operator") -> Job:
+        """Cancel a job. One that has not started never runs (its dependents are cancelled
+        too); a running one has its cancel scope cancelled by the worker holding it (within
+        a second, through NOTIFY) and then ends `cancelled`. Returns the job as it is now.
+        `InvalidJobState` if the job is already final."""
+        job_id = _as_id(job)
+        before = await self.database.call(units.cancel_job, job_id, reason, self.clock())
+        if before is None:
+            raise JobNotFound(job_id)
+        if before in ("completed", "discarded", "cancelled"):
+            raise InvalidJobState(f"job {job_id} is already {before}; only unfinished jobs can be cancelled")
+        return await self.get_job(job_id)
+
+    async def retry_job(self, job: Job | uuid.UUID | str) -> Job:
+        """Run a discarded or cancelled job again (with one more attempt if its attempts are
+        spent). `InvalidJobState` for a job in any other state."""
+        job_id = _as_id(job)
+        row = await self.database.call(units.retry_job, job_id, self.clock())
+        if row is None:
+            current = await self.get_job(job_id)  # raises JobNotFound
+            raise InvalidJobState(
+                f"job {job_id} is {current.state.value}; only discarded or cancelled jobs can be retried"
+            )
+        return Job.from_row(row)
+
+    async def pause_queue(self, queue: str) -> None:
+        """Stop every worker from claiming jobs of `queue` (persisted; running jobs finish)."""
+        await self.database.call(units.set_queue_paused, check_queue(queue), True, self.clock())
+
+    async def resume_queue(self, queue: str) -> None:
+        """Let workers claim jobs of `queue` again."""
+        await self.database.call(units.set_queue_paused, check_queue(queue), False, self.clock())

@@ -269,3 +269,25 @@ WITH candidates AS (
 )
 DELETE FROM fairchild_jobs j USING prunable p WHERE j.workflow_id = p.workflow_id
 """
+
+# -- operator controls ------------------------------------------------------------------
+
+CANCEL_QUEUED = """
+UPDATE fairchild_jobs
+SET state = 'cancelled', finished_at = $2, cancel_reason = $3
+WHERE id = $1 AND state IN ('scheduled', 'available', 'retryable', 'blocked', 'waiting')
+RETURNING id, task, queue, state, parent_id
+"""
+
+RETRY_JOB = """
+UPDATE fairchild_jobs
+SET state = 'available', scheduled_at = $2, finished_at = NULL, cancel_reason = NULL,
+    max_attempts = GREATEST(max_attempts, attempt + 1)
+WHERE id = $1 AND state IN ('discarded', 'cancelled')
+RETURNING *
+"""
+
+SET_QUEUE_PAUSED = """
+INSERT INTO fairchild_queues (name, paused, updated_at) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE SET paused = $2, updated_at = $3
+"""

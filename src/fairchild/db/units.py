@@ -323,3 +323,39 @@ async def maintain(
             status = await conn.execute(q.PRUNE, newest, *prune_cutoffs, prune_batch)
             report.pruned = int(status.split()[-1])
     return report
+
+
+# -- operator controls ------------------------------------------------------------------
+
+
+async def cancel_job(pool: asyncpg.Pool, job_id: uuid.UUID, reason: str, now: datetime) -> str | None:
+    """Cancel a job: one that has not started ends `cancelled` now (its dependents too);
+    for a running one, the worker holding it is told (NOTIFY) to cancel its scope.
+    Returns the job's state before the call (None if there is no such job)."""
+    async with pool.acquire() as conn, conn.transaction():
+        state = await conn.fetchval("SELECT state FROM fairchild_jobs WHERE id = $1 FOR UPDATE", job_id)
+        if state is None:
+            return None
+        if state == "running":
+            await _notify(conn, CHANNEL_CANCEL, [str(job_id)])
+        else:
+            rows = await conn.fetch(q.CANCEL_QUEUED, job_id, now, reason)
+            await _settle(conn, rows, now)
+        return str(state)
+
+
+async def retry_job(pool: asyncpg.Pool, job_id: uuid.UUID, now: datetime) -> asyncpg.Record | None:
+    """Make a discarded or cancelled job available again (granting one more attempt if
+    its attempts are spent). None if the job is not in one of those states."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(q.RETRY_JOB, job_id, now)
+        if row is not None:
+            await _notify(conn, CHANNEL_INSERT, [row["queue"]])
+        return row
+
+
+async def set_queue_paused(pool: asyncpg.Pool, queue: str, paused: bool, now: datetime) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(q.SET_QUEUE_PAUSED, queue, paused, now)
+        if not paused:
+            await _notify(conn, CHANNEL_INSERT, [queue])
