@@ -1,0 +1,1 @@
+"""Runnable examples from the README (import them with `--import examples.<name>`)."""
