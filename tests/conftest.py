@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -59,18 +61,22 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def pg_server() -> Iterator[Server]:
     url = os.environ.get("FAIRCHILD_DATABASE_URL")
     if url:
         yield Server(test_database_url(url), "external")
         return
     from fairchild import embedded
 
-    handle = embedded.acquire(tmp_path_factory.mktemp("fairchild-data"))
+    # Not under pytest's basetemp: pytest deletes old basetemps while other sessions may
+    # still run, and the wheel makes every parent of its data directory world-readable.
+    data = Path(tempfile.mkdtemp(prefix="fairchild-test-pg-"))
+    handle = embedded.acquire(data)
     try:
         yield Server(handle.url, "embedded")
     finally:
         handle.release()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

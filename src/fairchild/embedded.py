@@ -87,6 +87,8 @@ class EmbeddedServer:
                 _held[self.pgdata] = (server, count - 1)
                 return
             del _held[self.pgdata]
+            with type(server)._lock:
+                _prune_dead_holders(self.pgdata)  # a killed user must not keep it running
             server.cleanup()
             # The wheel caches one instance per process and would not re-register our pid
             # on the next acquire; forget it so the next acquire starts afresh.

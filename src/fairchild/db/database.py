@@ -60,6 +60,14 @@ ConnectionLost: tuple[type[BaseException], ...] = (
 DatabaseError = asyncpg.PostgresError
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Pool reset on release. Units of work keep no session state (no SET, LISTEN or
+    session locks), so the default reset's extra round trip buys nothing; only an
+    unfinished transaction (impossible after `async with conn.transaction()`) is undone."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class Database:
     """An asyncpg pool reached from Trio; one bridge crossing per unit of work."""
 
@@ -82,6 +90,7 @@ class Database:
             min_size=self._min_size,
             max_size=self._max_size,
             command_timeout=self._command_timeout,
+            reset=_reset,
         )
 
     async def close(self) -> None:
@@ -124,14 +133,21 @@ class Database:
     ) -> tuple[list[asyncpg.Record], datetime | None]:
         """Claim up to `limit` due jobs for `worker_id` (FOR UPDATE SKIP LOCKED, one statement).
 
-        Returns the claimed rows and, when fewer than `limit` were due, when the next
-        scheduled job falls due. Shield this call: see the module docstring.
+        Returns the claimed rows and, when none was due, when the next scheduled job
+        falls due. Shield this call: see the module docstring.
         """
         return await self.call(units.claim, worker_id, queues, limit, now)
 
     async def finish(self, outcomes: Sequence[Outcome], now: datetime) -> FinishReport:
         """Write outcomes (fenced), spawn children, settle dependents: one transaction."""
         return await self.call(units.finish, outcomes, now)
+
+    async def heartbeat(
+        self, worker_id: uuid.UUID, now: datetime, expires: datetime, state: str
+    ) -> list[uuid.UUID] | None:
+        """Renew a worker's lease: None if its row is gone (taken for dead), else the ids
+        of its running jobs that an operator asked to cancel."""
+        return await self.call(units.heartbeat, worker_id, now, expires, state)
 
     async def fetch_results(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
         return await self.call(units.fetch_results, ids)

@@ -139,7 +139,7 @@ async def _insert(conn: asyncpg.Connection, jobs: Sequence[NewJob], now: datetim
     rows = await conn.fetch(q.INSERT_JOBS, *cols[:13], now, cols[13])
     if edges_up:
         await conn.execute(q.INSERT_EDGES, edges_up, edges_down)
-    await _notify(conn, CHANNEL_INSERT, sorted({r["queue"] for r in rows if r["state"] == "available"}))
+    # Workers are woken by the fairchild_jobs_notify_insert trigger.
     cancelled = [r for r in rows if r["state"] == "cancelled"]
     if cancelled:
         await _settle(conn, cancelled, now)
@@ -155,8 +155,11 @@ async def insert_jobs(
             return await _insert(connection, jobs, now)
 
     async def unit() -> list[asyncpg.Record]:
-        async with pool.acquire() as conn, conn.transaction():
-            return await _insert(conn, jobs, now)
+        async with pool.acquire() as conn:
+            if not any(j.upstreams for j in jobs):
+                return await _insert(conn, jobs, now)  # one statement: atomic on its own
+            async with conn.transaction():
+                return await _insert(conn, jobs, now)
 
     return await retry_on_deadlock(unit)
 
@@ -167,14 +170,15 @@ async def insert_jobs(
 async def claim(
     pool: asyncpg.Pool, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, now: datetime
 ) -> tuple[list[asyncpg.Record], datetime | None]:
-    """Claim up to `limit` due jobs in one statement; also when the next one falls due."""
+    """Claim up to `limit` due jobs in one statement. When none was due, also return when
+    the next scheduled one falls due (a second statement, off the latency path)."""
     async with pool.acquire() as conn:
         if queues is None:
             rows = await conn.fetch(q.CLAIM_ANY, now, limit, worker_id)
         else:
             rows = await conn.fetch(q.CLAIM_QUEUES, now, limit, worker_id, list(queues))
         next_due = None
-        if len(rows) < limit:
+        if not rows:
             if queues is None:
                 next_due = await conn.fetchval(q.NEXT_DUE_ANY)
             else:
@@ -281,6 +285,20 @@ async def fetch_results(pool: asyncpg.Pool, ids: Sequence[uuid.UUID]) -> dict[uu
         return {r["id"]: (json.loads(r["result"]) if r["result"] is not None else None) for r in rows}
 
 
+# -- workers -----------------------------------------------------------------------------
+
+
+async def heartbeat(
+    pool: asyncpg.Pool, worker_id: uuid.UUID, now: datetime, expires: datetime, state: str
+) -> list[uuid.UUID] | None:
+    """Renew a worker's lease. None when its row is gone (it was taken for dead); else
+    the ids of jobs it holds that an operator asked to cancel."""
+    async with pool.acquire() as conn:
+        if await conn.fetchval(q.HEARTBEAT, worker_id, now, expires, state) is None:
+            return None
+        return [r["id"] for r in await conn.fetch(q.CANCEL_REQUESTED, worker_id)]
+
+
 # -- maintenance -----------------------------------------------------------------------
 
 MAINTENANCE_LOCK_KEY = 0x46414952_4D41  # "FAIRMA"
@@ -330,13 +348,16 @@ async def maintain(
 
 async def cancel_job(pool: asyncpg.Pool, job_id: uuid.UUID, reason: str, now: datetime) -> str | None:
     """Cancel a job: one that has not started ends `cancelled` now (its dependents too);
-    for a running one, the worker holding it is told (NOTIFY) to cancel its scope.
-    Returns the job's state before the call (None if there is no such job)."""
+    for a running one, the request is persisted and the worker holding it is told
+    (NOTIFY) to cancel its scope; it also finds the request at its next heartbeat, and
+    a rescue of the job ends it `cancelled`. Returns the job's state before the call
+    (None if there is no such job)."""
     async with pool.acquire() as conn, conn.transaction():
-        state = await conn.fetchval("SELECT state FROM fairchild_jobs WHERE id = $1 FOR UPDATE", job_id)
+        state = await conn.fetchval(q.LOCK_JOB_STATE, job_id)
         if state is None:
             return None
         if state == "running":
+            await conn.execute(q.REQUEST_CANCEL, job_id, now)
             await _notify(conn, CHANNEL_CANCEL, [str(job_id)])
         else:
             rows = await conn.fetch(q.CANCEL_QUEUED, job_id, now, reason)

@@ -10,7 +10,17 @@
 
 Shutdown: `stop()` stops claiming at once and gives running jobs `grace` seconds; then
 their scopes are cancelled and their rows released to run again (the interrupted attempt
-is refunded). `stop_now()` skips the grace period.
+is refunded). Jobs that ignore the cancellation for `abandon_timeout` more seconds are
+abandoned: their rows are released anyway, outcomes already computed are written, the
+worker row is removed and `abandoned` is set (the CLI then exits the process).
+`stop_now()` skips the grace period; `stop_now(force=True)` also abandons at once.
+
+Leases: the heartbeat renews the worker's lease every `heartbeat_interval`. When it cannot
+(database down, partition), the pool stops claiming and, one interval before the lease
+runs out, cancels its own jobs: their rows are released by fenced writes, which match
+nothing if a rescuer got there first. Every write to a claimed job is fenced on
+(id, attempt, worker id, state running): a write that matches nothing means the lease was
+lost; it is logged and never retried, so it never overwrites a later attempt.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import random
 import socket
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -29,7 +40,7 @@ import trio
 from ..db import CHANNEL_CANCEL, CHANNEL_INSERT, ConnectionLost, DatabaseError, Outcome
 from ..job import Job
 from . import registry
-from .executor import CancelReason, Execution, ExponentialBackoff, JobLogger, execute
+from .executor import CancelReason, Execution, ExponentialBackoff, JobLogger, error_entry, execute
 from .maintenance import Maintenance, RetentionPolicy
 from .throttle import Throttle
 
@@ -41,6 +52,7 @@ __all__ = ["WorkerPool"]
 log = logging.getLogger("fairchild.worker")
 
 TRANSIENT = (*ConnectionLost, DatabaseError)
+FORCED_ABANDON = 0.5  # seconds cancelled jobs get after a forced stop (second signal)
 
 
 class WorkerPool:
@@ -54,7 +66,10 @@ class WorkerPool:
     cancelling them, for jobs that ignore cancellation; ``poll_interval`` between claims
     when no NOTIFY arrives; ``heartbeat_interval`` and ``lease``: the worker renews its
     lease every interval, and a worker whose lease has expired is presumed dead (its jobs
-    are rescued).
+    are rescued); ``rescue_interval`` (default: ``heartbeat_interval``) between
+    maintenance passes, so a dead worker's jobs run again within ``lease +
+    rescue_interval``. ``completion_buffer``: outcomes waiting to be written while the
+    database is unreachable; when it is full, claiming pauses.
     """
 
     def __init__(
@@ -96,10 +111,15 @@ class WorkerPool:
         self.maintenance = Maintenance(
             fairchild, interval=rescue_interval or heartbeat_interval, retention=retention or RetentionPolicy()
         )
+        self.rescue_interval = rescue_interval or heartbeat_interval
         self._buffer = completion_buffer or max(16, concurrency * 2)
         self._running: dict[uuid.UUID, Execution] = {}
+        self._max_attempts: dict[uuid.UUID, int] = {}
+        self._startup_scope = trio.CancelScope()
         self._claim_scope = trio.CancelScope()
         self._shutdown_deadline = math.inf
+        self._abandon_at = math.inf
+        self._completer_done = trio.Event()
         self._slot_freed = trio.Event()
         self._work_hint = trio.Event()
         self._idle = trio.Event()
@@ -120,19 +140,38 @@ class WorkerPool:
         return self._stopping
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop claiming now; let running jobs finish within `grace` (default: the pool's)."""
-        deadline = trio.current_time() + (self.grace if grace is None else grace)
+        """Stop claiming now; let running jobs finish within `grace` (default: the pool's).
+
+        Then they are cancelled, and their rows released to run again at once (attempt
+        refunded); jobs still running `abandon_timeout` later are abandoned. Calling it
+        again can only shorten the deadlines."""
+        now = trio.current_time()
+        deadline = now + (self.grace if grace is None else grace)
         self._stopping = True
+        self._startup_scope.cancel()
         self._claim_scope.cancel()
         self._shutdown_deadline = min(self._shutdown_deadline, deadline)
+        self._abandon_at = min(self._abandon_at, self._shutdown_deadline + self.abandon_timeout)
         for execution in self._running.values():
             execution.scope.deadline = min(execution.scope.deadline, self._shutdown_deadline)
+        self._changed()
         log.info("worker %s stopping: %d running jobs have %.1f s to finish",
-                 self.id, len(self._running), max(0.0, self._shutdown_deadline - trio.current_time()))
+                 self.id, len(self._running), max(0.0, self._shutdown_deadline - now))
 
-    def stop_now(self) -> None:
-        """Stop claiming and cancel every running job (their rows are released)."""
+    def stop_now(self, *, force: bool = False) -> None:
+        """Stop claiming and cancel every running job (their rows are released).
+
+        With `force`, jobs that ignore the cancellation are abandoned after
+        FORCED_ABANDON seconds instead of `abandon_timeout`."""
         self.stop(grace=0)
+        if force:
+            self._abandon_at = min(self._abandon_at, trio.current_time() + FORCED_ABANDON)
+            self._changed()
+
+    def _changed(self) -> None:
+        """Wake the loops that wait for a free slot or for the shutdown to progress."""
+        self._slot_freed.set()
+        self._slot_freed = trio.Event()
 
     def cancel_job(self, job_id: uuid.UUID) -> bool:
         """Cancel a job running here (it ends `cancelled`). False if it is not running here."""
@@ -177,25 +216,31 @@ class WorkerPool:
     # -- the tree ----------------------------------------------------------------------
 
     async def _serve(self, task_status: trio.TaskStatus[WorkerPool]) -> None:
-        await registry.register(self)
+        with self._startup_scope:  # stop() before the database answered: nothing to undo
+            await registry.register(self)
+        if self._startup_scope.cancelled_caught:
+            task_status.started(self)
+            log.info("worker %s stopped before it registered", self.id)
+            return
         try:
             async with trio.open_nursery() as services:
                 await services.start(registry.heartbeat, self)
                 services.start_soon(self.maintenance.run)
                 send, recv = trio.open_memory_channel[Outcome](self._buffer)
-                async with trio.open_nursery() as work:
-                    work.start_soon(self._complete, recv)
-                    async with send:
-                        async with trio.open_nursery() as jobs:
-                            listener = self.fairchild.database.listener
-                            with listener.subscribe(CHANNEL_INSERT, self._on_insert), \
-                                    listener.subscribe(CHANNEL_CANCEL, self._on_cancel):
-                                task_status.started(self)
-                                log.info("worker %s claiming from %s with concurrency %d",
-                                         self.id, ", ".join(self.queues) if self.queues else "every queue",
-                                         self.concurrency)
-                                await self._produce(jobs, send)
-                                await self._abandon_stragglers()
+                services.start_soon(self._complete, recv)
+                async with trio.open_nursery() as jobs:
+                    listener = self.fairchild.database.listener
+                    with listener.subscribe(CHANNEL_INSERT, self._on_insert), \
+                            listener.subscribe(CHANNEL_CANCEL, self._on_cancel):
+                        task_status.started(self)
+                        log.info("worker %s claiming from %s with concurrency %d",
+                                 self.id, ", ".join(self.queues) if self.queues else "every queue",
+                                 self.concurrency)
+                        await self._produce(jobs, send)
+                        await self._drain(send)
+                # Every job task has ended: the last outcomes are in the channel.
+                await send.aclose()
+                await self._completer_done.wait()
                 services.cancel_scope.cancel()
         finally:
             await registry.deregister(self)
@@ -221,6 +266,8 @@ class WorkerPool:
             while True:
                 while len(self._running) >= self.concurrency:
                     await self._slot_freed.wait()
+                while self.lease_lapsing():  # no claims on a lease we cannot renew
+                    await trio.sleep(min(0.1, self.heartbeat_interval / 5))
                 self._work_hint = trio.Event()
                 try:
                     if await db.listener.ensure():
@@ -234,8 +281,8 @@ class WorkerPool:
                     await trio.sleep(errors.failed(exc))
                     continue
                 errors.recovered()
-                if len(rows) == free:
-                    continue
+                if rows:
+                    continue  # claim again at once; an empty claim also says when to wake
                 delay = self.poll_interval * random.uniform(0.8, 1.2)
                 if next_due is not None:
                     delay = min(delay, max(0.0, (next_due - self.fairchild.clock()).total_seconds()))
@@ -245,6 +292,7 @@ class WorkerPool:
     def _start(self, jobs: trio.Nursery, job: Job, send: trio.MemorySendChannel[Outcome]) -> None:
         execution = Execution(job, trio.CancelScope(deadline=self._shutdown_deadline))
         self._running[job.id] = execution
+        self._max_attempts[job.id] = job.max_attempts
         jobs.start_soon(self._run_job, execution, send, name=f"job {job.id} {job.task}")
 
     async def _run_job(self, execution: Execution, send: trio.MemorySendChannel[Outcome]) -> None:
@@ -262,24 +310,24 @@ class WorkerPool:
             )
             if outcome is not None and job.id not in self._abandoned:
                 with trio.CancelScope(shield=True):
+                    # Blocks while the buffer is full (database unreachable): the job
+                    # keeps its slot, so claiming pauses until outcomes are written.
                     await send.send(outcome)
         finally:
             self._running.pop(job.id, None)
-            self._slot_freed.set()
-            self._slot_freed = trio.Event()
+            self._changed()
 
-    async def _abandon_stragglers(self) -> None:
-        """After shutdown: give cancelled jobs `abandon_timeout`, then release their rows
+    async def _drain(self, send: trio.MemorySendChannel[Outcome]) -> None:
+        """After `stop()`: wait for running jobs (the grace period, then cancellation),
+        and abandon those still running at the abandon deadline: release their rows
         ourselves so they run again elsewhere, even if their code ignores cancellation."""
-        with trio.move_on_at(self._shutdown_deadline + self.abandon_timeout):
-            while self._running:
+        while self._running and trio.current_time() < self._abandon_at:
+            with trio.move_on_at(self._abandon_at):
                 await self._slot_freed.wait()
         stragglers = [e for e in self._running.values() if e.job.id not in self._abandoned]
         if not stragglers:
             return
         now = self.fairchild.clock()
-        from .executor import error_entry
-
         outcomes = [
             Outcome(job_id=e.job.id, attempt=e.job.attempt, worker_id=self.id, state="available",
                     refund=True, scheduled_at=now,
@@ -291,18 +339,28 @@ class WorkerPool:
             self._abandoned.add(e.job.id)
             JobLogger(e.job).error("job %s ignores cancellation; abandoning it and releasing its row", e.job.id)
         await self._write(outcomes)
-        # Their tasks cannot be awaited (their code shields itself from cancellation): say so,
-        # so that a process that owns this pool (the CLI) can exit without them.
+        # Their tasks cannot be awaited (their code shields itself from cancellation), so
+        # finish everything else now: the outcomes of the jobs that did end, then the
+        # worker row. Then say so, so that a process that owns this pool (the CLI) can
+        # exit without them.
+        await send.aclose()
+        await self._completer_done.wait()
+        await registry.deregister(self)
         self.abandoned.set()
 
     # -- completing ----------------------------------------------------------------------
 
     async def _complete(self, recv: trio.MemoryReceiveChannel[Outcome]) -> None:
+        """Write outcomes in batches until the channel is closed and empty.
+
+        Cancellation: only between batches (a batch being written is shielded); the pool
+        cancels it only after the channel is drained."""
         async with recv:
             while True:
                 try:
                     batch = [await recv.receive()]
                 except trio.EndOfChannel:
+                    self._completer_done.set()
                     return
                 while len(batch) < 500:
                     try:
@@ -314,30 +372,80 @@ class WorkerPool:
     async def _write(self, batch: list[Outcome]) -> None:
         """Write outcomes, retrying with backoff while the database is unreachable.
 
-        Shielded: a cancellation never drops an outcome already computed. Gives up only
-        once this worker's lease has run out (the rescuer owns those jobs then)."""
+        Shielded: a cancellation never drops an outcome already computed. Every write is
+        fenced, so retrying is safe even after the lease ran out: a write that matches
+        nothing is logged and dropped, never retried. While running, it retries until the
+        database answers; during shutdown it gives up once this worker's lease has run out
+        (the rescuer owns those jobs then). An outcome the database refuses (not a lost
+        connection: e.g. a value jsonb cannot hold) is written alone, and if it is refused
+        alone it is replaced by a failure of kind ``storage``."""
         db = self.fairchild.database
         errors = Throttle(log, "writing job outcomes")
         with trio.CancelScope(shield=True):
             while True:
                 try:
                     report = await db.finish(batch, self.fairchild.clock())
-                except TRANSIENT as exc:
-                    if trio.current_time() > self.lease_valid_until:
-                        log.error("giving up on %d job outcomes: this worker's lease expired", len(batch))
+                except ConnectionLost as exc:
+                    if self._stopping and trio.current_time() > self.lease_valid_until:
+                        log.error("giving up on %d job outcomes: the database is unreachable and this "
+                                  "worker's lease expired (the rescuer will run the jobs again)", len(batch))
                         return
                     await trio.sleep(errors.failed(exc))
                     continue
+                except DatabaseError as exc:
+                    if len(batch) > 1:
+                        for outcome in batch:
+                            await self._write([outcome])
+                        return
+                    replacement = self._unstorable(batch[0], exc)
+                    if replacement is None:
+                        if self._stopping and trio.current_time() > self.lease_valid_until:
+                            log.error("giving up on the outcome of job %s: %s", batch[0].job_id, exc)
+                            return
+                        await trio.sleep(errors.failed(exc))
+                        continue
+                    batch = [replacement]
+                    continue
                 errors.recovered()
+                for job_id in report.applied:
+                    self._max_attempts.pop(job_id, None)
                 for job_id in report.fenced:
+                    self._max_attempts.pop(job_id, None)
                     log.warning("outcome of job %s not written: its lease was lost (another attempt owns it)",
                                 job_id, extra={"job_id": str(job_id)})
                 return
 
-    def self_fence(self) -> None:
-        """Cancel every running job: this worker could not renew its lease in time."""
+    def _unstorable(self, outcome: Outcome, exc: BaseException) -> Outcome | None:
+        """The failure to write instead of an outcome the database refused (None if
+        `outcome` is already such a failure)."""
+        if outcome.error is not None and outcome.error.get("kind") == "storage":
+            return None
+        log.error("the database refused the outcome of job %s (%s: %s); recording a failure instead",
+                  outcome.job_id, type(exc).__name__, exc, extra={"job_id": str(outcome.job_id)})
+        now = self.fairchild.clock()
+        entry = error_entry(outcome.attempt, "storage", now,
+                            message=f"the outcome could not be stored: {type(exc).__name__}: {exc}")
+        spent = outcome.attempt >= self._max_attempts.get(outcome.job_id, 0)
+        if spent:
+            return Outcome(job_id=outcome.job_id, attempt=outcome.attempt, worker_id=outcome.worker_id,
+                           state="discarded", error=entry)
+        return Outcome(job_id=outcome.job_id, attempt=outcome.attempt, worker_id=outcome.worker_id,
+                       state="retryable", error=entry,
+                       scheduled_at=now + timedelta(seconds=self.backoff(outcome.attempt)))
+
+    def lease_lapsing(self) -> bool:
+        """True from one heartbeat interval before the lease runs out until it is renewed."""
+        return trio.current_time() >= self.lease_valid_until - self.heartbeat_interval
+
+    def self_fence(self) -> int:
+        """Cancel every running job: this worker could not renew its lease in time. Their
+        rows are released by fenced writes. Returns how many jobs were newly cancelled."""
+        fenced = 0
         for execution in list(self._running.values()):
+            if execution.reason is None and not execution.scope.cancel_called:
+                fenced += 1
             execution.cancel(CancelReason.LEASE_LOST)
+        return fenced
 
     def describe(self) -> dict[str, Any]:
         return {"id": str(self.id), "queues": self.queues, "concurrency": self.concurrency}

@@ -26,6 +26,7 @@ CREATE TABLE fairchild_jobs (
     result_job_id    uuid,       -- a job that returned a Future completes with that job's result
     errors           jsonb       NOT NULL DEFAULT '[]'::jsonb,
     cancel_reason    text,
+    cancel_requested_at timestamptz, -- an operator asked the worker holding this job to cancel it
     parent_id        uuid,
     workflow_id      uuid        NOT NULL,
     deps_pending     integer     NOT NULL DEFAULT 0,   -- upstream edges not yet completed
@@ -94,3 +95,19 @@ CREATE TABLE fairchild_queues (
     paused     boolean     NOT NULL DEFAULT false,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Wake workers when jobs are inserted ready to run, whoever inserts them (enqueue, bulk
+-- enqueue, a caller's own transaction, plain SQL): one NOTIFY per queue per statement,
+-- delivered at commit. The payload is the queue name only.
+CREATE FUNCTION fairchild_notify_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('fairchild_insert', queue)
+    FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'available') AS q;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER fairchild_jobs_notify_insert
+    AFTER INSERT ON fairchild_jobs
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION fairchild_notify_insert();
