@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
@@ -11,10 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+import trio
+
 from .codec import encode_args
 from .context import current_client, current_execution
 from .errors import InvalidArguments, TaskNotFound
 from .future import Future
+from .record import Record
 
 if TYPE_CHECKING:
     from .job import Job
@@ -69,8 +73,17 @@ def check_priority(priority: object) -> int:
 
 
 def check_queue(queue: object) -> str:
-    if not isinstance(queue, str) or not queue.strip() or len(queue) > 128:
-        raise InvalidArguments(f"queue must be a non-empty name of at most 128 characters, got {queue!r}")
+    """A queue name: 1-128 printable characters (no control characters, which PostgreSQL
+    text cannot always hold and logs would garble)."""
+    if (
+        not isinstance(queue, str)
+        or not queue.strip()
+        or len(queue) > 128
+        or any(not ch.isprintable() for ch in queue)
+    ):
+        raise InvalidArguments(
+            f"queue must be a name of 1 to 128 printable characters, got {queue!r}"
+        )
     return queue
 
 
@@ -160,7 +173,9 @@ class Task(Generic[P, R]):
         try:
             args_json, upstreams = encode_args(bound)
         except InvalidArguments as exc:
-            raise type(exc)(f"{self.name}: {exc}") from None  # type: ignore[call-arg]
+            # Prefix the task name, keeping the exception's type (and NotSerializable.path).
+            exc.args = (f"{self.name}: {exc}",)
+            raise exc.with_traceback(None) from None
         return NewJob(
             id=job_id or uuid.uuid4(),
             task=self.name,
@@ -185,9 +200,18 @@ class Task(Generic[P, R]):
         convenience of passing it on); options ``_queue`` and ``_priority`` apply.
         """
         ctx = current_execution()
-        if ctx is None:
-            return self.fn(*args, **kwargs)
         options = {k: kwargs.pop(k) for k in ("_queue", "_priority") if k in kwargs}  # type: ignore[misc]
+        if ctx is None:
+            # Run directly. A `Record` among the arguments stands where a worker would have
+            # had a Future (another task called directly returned it): pass its value, as
+            # a worker resolves a Future, so workflows also run directly (`fairchild run`).
+            call = functools.partial(self.fn, *_record_values(args), **_record_values(kwargs))
+            if self.is_async and _in_trio_worker_thread():
+                # An async task called from sync code in a Trio worker thread (a sync task
+                # run by `fairchild run`): run it on the Trio loop instead of returning an
+                # un-awaited coroutine.
+                return trio.from_thread.run(call)  # type: ignore[no-any-return]
+            return call()
         parent = ctx.job
         child = ctx.spawn(
             lambda child_id: self.prepare(
@@ -267,7 +291,8 @@ class Task(Generic[P, R]):
                     self.prepare(kwargs, queue=_queue, priority=_priority, scheduled_at=_scheduled_at)
                 )
             except InvalidArguments as exc:
-                raise InvalidArguments(f"item {index}: {exc}") from None
+                exc.args = (f"item {index}: {exc}",)
+                raise exc.with_traceback(None) from None
         if not batch:
             return []
         return await current_client().insert_jobs(batch, connection=_connection)
@@ -324,6 +349,31 @@ def get_task(name: str) -> Task[Any, Any]:
 def registered_tasks() -> dict[str, Task[Any, Any]]:
     """A copy of the registry: dotted name -> Task."""
     return dict(_REGISTRY)
+
+
+def _in_trio_worker_thread() -> bool:
+    """True in a thread started by `trio.to_thread.run_sync` (not on the Trio thread)."""
+    if trio.lowlevel.in_trio_run():
+        return False
+    try:
+        trio.from_thread.check_cancelled()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _record_values(value: Any) -> Any:
+    """`value` with every `Record` (in lists, tuples and dicts, at any depth) replaced by
+    its value."""
+    if isinstance(value, Record):
+        return value.value
+    if isinstance(value, list):
+        return [_record_values(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_record_values(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _record_values(v) for k, v in value.items()}
+    return value
 
 
 def run_directly(t: Task[Any, Any], kwargs: Mapping[str, Any]) -> Awaitable[Any] | Any:
