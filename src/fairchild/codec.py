@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import NotSerializable
+from .errors import InvalidArguments, NotSerializable
 from .future import Future
 from .job import Job
 
@@ -23,7 +23,11 @@ FUTURE_KEY = "$fairchild_future"
 
 
 def _walk(value: Any, path: str, found: list[uuid.UUID], what: str, allow_futures: bool) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        if "\x00" in value and what == "argument":  # jsonb cannot store NUL (\u0000)
+            raise NotSerializable(f"{path} (contains a NUL character, which PostgreSQL cannot store)", value, what)
+        return value
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -37,10 +41,15 @@ def _walk(value: Any, path: str, found: list[uuid.UUID], what: str, allow_future
     if isinstance(value, (list, tuple)):
         return [_walk(v, f"{path}[{i}]", found, what, allow_futures) for i, v in enumerate(value)]
     if isinstance(value, Mapping):
+        if allow_futures and len(value) == 1 and FUTURE_KEY in value:
+            # Stored as is, it would read as a Future marker and be "resolved" at run time.
+            raise InvalidArguments(f"{what} {path}: a dict whose only key is {FUTURE_KEY!r} is reserved for Futures")
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotSerializable(f"{path} key {key!r}", key, what)
+            if "\x00" in key and what == "argument":
+                raise NotSerializable(f"{path} key {key!r} (contains a NUL character)", key, what)
             out[key] = _walk(item, f"{path}[{key!r}]", found, what, allow_futures)
         return out
     raise NotSerializable(path, value, what)
