@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack, nullcontext
+from contextlib import AsyncExitStack
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
@@ -37,6 +39,12 @@ def utcnow() -> datetime:
 def redact_dsn(dsn: str) -> str:
     """The DSN with its password replaced by ``***`` (for logs)."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+
+
+def _workflow_state(open_jobs: int, all_completed: bool) -> str:
+    if open_jobs:
+        return "running"
+    return "completed" if all_completed else "failed"
 
 
 def _as_id(job: Job | uuid.UUID | str) -> uuid.UUID:
@@ -224,7 +232,8 @@ class Fairchild:
             if payload is None or watch_all or needle in payload:
                 wake.set()
 
-        with trio.fail_after(timeout) if timeout is not None else nullcontext():
+        # move_on_after + an explicit TimeoutError: trio.TooSlowError is not a TimeoutError.
+        with trio.move_on_after(timeout if timeout is not None else math.inf):
             with db.listener.subscribe(CHANNEL_FINAL, on_final):
                 while True:
                     try:
@@ -243,10 +252,65 @@ class Fairchild:
                         watch_all = True
                     with trio.move_on_after(60):  # a safety net; NOTIFY normally wakes us
                         await wake.wait()
+        raise TimeoutError(f"job {job_id} is not final after {timeout:g} s")
 
     async def fetch_results(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
         """Recorded results of the given jobs, in one query."""
         return await self.database.fetch_results(ids)
+
+    # -- workflows ---------------------------------------------------------------------
+
+    async def list_workflows(self, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Workflows (a root job and the jobs it led to), newest first.
+
+        Each is a dict: ``workflow_id`` (the root's id), ``root_task``, ``state``
+        (``running`` while any job is unfinished, then ``completed`` if every job
+        completed, else ``failed``), ``total``, ``counts`` (jobs by state),
+        ``inserted_at`` and ``finished_at`` (None while running).
+        """
+        rows = await self.database.fetch(q.WORKFLOWS_LIST, limit, offset)
+        out = []
+        for r in rows:
+            state = _workflow_state(r["open"], r["all_completed"])
+            out.append({
+                "workflow_id": r["workflow_id"],
+                "root_task": r["root_task"],
+                "state": state,
+                "total": r["total"],
+                "counts": json.loads(r["counts"]),
+                "inserted_at": r["inserted_at"],
+                "finished_at": r["finished_at"] if state != "running" else None,
+            })
+        return out
+
+    async def get_workflow(self, workflow_id: Job | uuid.UUID | str) -> dict[str, Any]:
+        """One workflow: ``workflow_id``, ``state`` (as in `list_workflows`), ``root_task``,
+        ``total``, ``counts``, ``jobs`` (every `Job`, in insertion order) and ``edges``
+        (``(upstream_id, downstream_id)`` pairs), read from one snapshot.
+        `JobNotFound` if no job belongs to it."""
+        wid = _as_id(workflow_id)
+        rows, edge_rows = await self.database.call(units.fetch_workflow, wid)
+        if not rows:
+            raise JobNotFound(wid)
+        jobs = [Job.from_row(r) for r in rows]
+        counts: dict[str, int] = {}
+        for job in jobs:
+            counts[job.state.value] = counts.get(job.state.value, 0) + 1
+        open_jobs = sum(1 for job in jobs if not job.state.is_final)
+        state = _workflow_state(open_jobs, all(job.state.value == "completed" for job in jobs))
+        root = next((job for job in jobs if job.id == wid), jobs[0])
+        finished = [job.finished_at for job in jobs if job.finished_at is not None]
+        return {
+            "workflow_id": wid,
+            "root_task": root.task,
+            "state": state,
+            "total": len(jobs),
+            "counts": counts,
+            "inserted_at": root.inserted_at,
+            "finished_at": max(finished) if state != "running" and finished else None,
+            "jobs": jobs,
+            "edges": [(e["upstream_id"], e["downstream_id"]) for e in edge_rows],
+        }
 
     # -- operator controls -------------------------------------------------------------
 

@@ -187,9 +187,19 @@ async def worker(
     poll_interval: float = 2.0,
     heartbeat_interval: float = 5.0,
     lease: float = 30.0,
+    rescue_interval: float | None = None,
     log_level: LogLevel = "INFO",
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT (first: finish running jobs within --grace; second: now).
+    """Run a worker until SIGTERM/SIGINT (first: finish running jobs within --grace; second:
+    cancel them now; third: exit at once).
+
+    The first signal stops claiming; running jobs get --grace seconds, then are cancelled
+    and put back to run again (the attempt is not counted); jobs that ignore cancellation
+    are abandoned --abandon-timeout seconds later (their rows are released anyway). Exit
+    status 0. Under a supervisor that escalates to SIGKILL (``docker stop -t N``, systemd
+    ``TimeoutStopSec``, Kubernetes ``terminationGracePeriodSeconds``), give it more than
+    --grace + --abandon-timeout + a few seconds, or jobs are left to the rescuer (they run
+    again after --lease + --rescue-interval).
 
     Parameters
     ----------
@@ -207,6 +217,11 @@ async def worker(
         Seconds between lease renewals.
     lease
         Seconds a worker's lease lasts; jobs of a worker silent for longer are rescued.
+        A worker that cannot renew it cancels its own jobs one --heartbeat-interval before
+        it runs out. Must exceed twice --heartbeat-interval.
+    rescue_interval
+        Seconds between maintenance passes (rescue of dead workers' jobs, pruning);
+        default: --heartbeat-interval.
     """
     _setup(log_level)
     from ..worker import WorkerPool
@@ -227,6 +242,7 @@ async def worker(
             poll_interval=poll_interval,
             heartbeat_interval=heartbeat_interval,
             lease=lease,
+            rescue_interval=rescue_interval,
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_exit_when_abandoned, pool, fc)
@@ -235,7 +251,8 @@ async def worker(
 
 
 async def _exit_when_abandoned(pool: Any, fc: Any) -> None:
-    """Jobs that ignore cancellation cannot be awaited; once their rows are released, exit."""
+    """Jobs that ignore cancellation cannot be awaited; once their rows are released, the
+    other outcomes written and the worker row removed, exit (status 0)."""
     await pool.abandoned.wait()
     log.warning("exiting without the abandoned jobs (their rows were released)")
     await fc.close()
@@ -281,6 +298,127 @@ async def enqueue(
         (job,) = await fc.insert_jobs([new])
     out = job.to_dict()
     sys.stdout.write(json.dumps({k: out[k] for k in ("id", "task", "queue", "state", "priority", "scheduled_at")}) + "\n")
+
+
+def _job_id(text: str) -> Any:
+    import uuid
+
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise UsageError(f"not a job id: {text!r}") from None
+
+
+def _print_job(job: Any) -> None:
+    out = job.to_dict()
+    keys = ("id", "task", "queue", "state", "attempt", "max_attempts", "cancel_reason")
+    sys.stdout.write(json.dumps({k: out[k] for k in keys}) + "\n")
+
+
+@app.command
+async def cancel(job_id: str, *, log_level: LogLevel = "INFO") -> None:
+    """Cancel job JOB_ID: a queued one never runs; a running one has its cancel scope
+    cancelled by the worker holding it and ends `cancelled`. Prints the job as JSON.
+    Exit 1 if the job is already finished or does not exist."""
+    _setup(log_level)
+    job = _job_id(job_id)
+    async with await _client() as fc:
+        await _ensure_schema(fc)
+        _print_job(await fc.cancel_job(job))
+
+
+@app.command
+async def retry(job_id: str, *, log_level: LogLevel = "INFO") -> None:
+    """Run discarded or cancelled job JOB_ID again (one more attempt if its attempts are
+    spent). Prints the job as JSON. Exit 1 for a job in another state or no such job."""
+    _setup(log_level)
+    job = _job_id(job_id)
+    async with await _client() as fc:
+        await _ensure_schema(fc)
+        _print_job(await fc.retry_job(job))
+
+
+@app.command
+async def pause(queue: str, *, log_level: LogLevel = "INFO") -> None:
+    """Pause QUEUE: no worker claims its jobs until `fairchild resume QUEUE` (persisted;
+    running jobs finish)."""
+    _setup(log_level)
+    async with await _client() as fc:
+        await _ensure_schema(fc)
+        await fc.pause_queue(queue)
+    log.info("queue %s paused", queue)
+
+
+@app.command
+async def resume(queue: str, *, log_level: LogLevel = "INFO") -> None:
+    """Resume QUEUE: workers claim its jobs again."""
+    _setup(log_level)
+    async with await _client() as fc:
+        await _ensure_schema(fc)
+        await fc.resume_queue(queue)
+    log.info("queue %s resumed", queue)
+
+
+@app.command
+async def ui(
+    *,
+    import_: Imports = [],  # noqa: B006
+    host: str = "localhost",
+    port: int = 8080,
+    token: Annotated[
+        str | None, Parameter(env_var="FAIRCHILD_UI_TOKEN", help="Access token (prefer the env var).")
+    ] = None,
+    read_only: bool = False,
+    insecure_no_auth: bool = False,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Serve the web dashboard and JSON API until SIGTERM/SIGINT.
+
+    Parameters
+    ----------
+    host
+        Address to bind (default localhost). A non-loopback address needs --token.
+    port
+        Port to bind (default 8080; 0 picks a free one).
+    token
+        Access token: every route but /healthz then needs ``Authorization: Bearer TOKEN``
+        or a browser login with it. Also read from FAIRCHILD_UI_TOKEN.
+    read_only
+        Refuse every action that changes state (enqueue, cancel, retry, pause, resume).
+    insecure_no_auth
+        Allow a non-loopback bind without a token (anyone who can reach it controls it).
+    """
+    _setup(log_level)
+    from ..web import UnsafeBind, check_bind, serve
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    try:
+        check_bind(host, token, insecure_no_auth)
+    except UnsafeBind as exc:
+        raise UsageError(str(exc)) from None
+    import_modules(import_)
+    async with await _client() as fc:
+        await _ensure_schema(fc)
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, stop, nursery.cancel_scope)
+            await serve(fc, host, port, token=token, read_only=read_only,
+                        insecure_no_auth=insecure_no_auth, shutdown_trigger=stop.wait)
+            nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(stop: trio.Event, scope: trio.CancelScope) -> None:
+    """First SIGTERM/SIGINT: graceful stop; second: stop now."""
+    import signal
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if not stop.is_set():
+                log.info("%s: stopping the web UI", signal.Signals(signum).name)
+                stop.set()
+            else:
+                scope.cancel()
 
 
 @app.command(name="run")

@@ -10,6 +10,7 @@ from .database import (
     FinishReport,
     Listener,
     Outcome,
+    QueryCanceledError,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "FinishReport",
     "Listener",
     "Outcome",
+    "QueryCanceledError",
 ]

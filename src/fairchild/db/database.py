@@ -27,7 +27,7 @@ import trio
 from trio_asyncio import aio_as_trio
 
 from ..task import NewJob
-from . import migrations, units
+from . import migrations, queries, units
 from .units import CHANNEL_CANCEL, CHANNEL_FINAL, CHANNEL_INSERT, FinishReport, Outcome
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "CHANNEL_CANCEL",
     "ConnectionLost",
     "DatabaseError",
+    "QueryCanceledError",
 ]
 
 log = logging.getLogger("fairchild.db")
@@ -55,9 +56,16 @@ ConnectionLost: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    # asyncpg can leave a connection whose backend was terminated in a corrupt protocol
+    # state ("cannot switch to state 12; another operation (2) is in progress",
+    # MagicStack/asyncpg#1069): treated as a lost connection, and `Database.call`
+    # replaces the pool's connections.
+    asyncpg.InternalClientError,
     TimeoutError,
 )
 DatabaseError = asyncpg.PostgresError
+QueryCanceledError = asyncpg.QueryCanceledError  # statement_timeout / cancel request
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -71,7 +79,10 @@ async def _reset(conn: asyncpg.Connection) -> None:
 class Database:
     """An asyncpg pool reached from Trio; one bridge crossing per unit of work."""
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 60.0) -> None:
+    # min_size 0: connections are still reused while in use (and kept idle for
+    # asyncpg's max_inactive_connection_lifetime), but while the server is down the pool
+    # has no floor to restore, so it adds no reconnect loop and no log lines of its own.
+    def __init__(self, dsn: str, *, min_size: int = 0, max_size: int = 10, command_timeout: float = 60.0) -> None:
         self.dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
@@ -84,14 +95,21 @@ class Database:
         return self._pool is not None
 
     async def open(self) -> None:
-        """Create the pool (needs a running trio-asyncio loop). Cancellation: nothing is kept open."""
-        self._pool = await aio_as_trio(asyncpg.create_pool)(
+        """Create the pool and check that the server answers (raises if it does not).
+        Needs a running trio-asyncio loop. Cancellation: nothing is kept open."""
+        pool = await aio_as_trio(asyncpg.create_pool)(
             self.dsn,
             min_size=self._min_size,
             max_size=self._max_size,
             command_timeout=self._command_timeout,
             reset=_reset,
         )
+        try:
+            await aio_as_trio(units.fetch_one)(pool, queries.PING)
+        except BaseException:
+            pool.terminate()
+            raise
+        self._pool = pool
 
     async def close(self) -> None:
         """Close the listener and the pool. Shielded: runs to the end even when cancelled."""
@@ -110,7 +128,15 @@ class Database:
             from ..errors import NotConnected
 
             raise NotConnected("the database pool is not open")
-        return await aio_as_trio(unit)(self._pool, *args)
+        pool = self._pool
+        try:
+            return await aio_as_trio(unit)(pool, *args)
+        except asyncpg.InternalClientError:
+            # The connection went back to the pool corrupt: have every idle connection
+            # replaced on its next acquire (cheap; they reconnect lazily).
+            with trio.CancelScope(shield=True):
+                await aio_as_trio(pool.expire_connections)()
+            raise
 
     # -- schema --------------------------------------------------------------------
 
@@ -148,6 +174,13 @@ class Database:
         """Renew a worker's lease: None if its row is gone (taken for dead), else the ids
         of its running jobs that an operator asked to cancel."""
         return await self.call(units.heartbeat, worker_id, now, expires, state)
+
+    async def release_unknown_claims(
+        self, worker_id: uuid.UUID, known: Sequence[uuid.UUID], now: datetime
+    ) -> list[asyncpg.Record]:
+        """Release rows running under `worker_id` except `known` (claims whose result was
+        lost in transit); their attempt is refunded."""
+        return await self.call(units.release_unknown_claims, worker_id, known, now)
 
     async def fetch_results(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
         return await self.call(units.fetch_results, ids)

@@ -79,24 +79,29 @@ ORDER BY scheduled_at LIMIT 1
 
 # -- finish (fenced on id, attempt, worker, state) -----------------------------------
 
+# A job that an operator asked to cancel while it ran, and that would now run again
+# (released at shutdown, or failed with attempts left), ends `cancelled` instead.
+_CANCEL_PENDING = "(o.state IN ('available', 'retryable') AND j.cancel_requested_at IS NOT NULL)"
+
 FINISH = """
 UPDATE fairchild_jobs j
-SET state = o.state,
+SET state = CASE WHEN {cancel_pending} THEN 'cancelled' ELSE o.state END,
     result = COALESCE(o.result, j.result),
     result_job_id = o.result_job_id,
     errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(o.error) END,
     attempt = j.attempt - o.refund,
     scheduled_at = COALESCE(o.scheduled_at, j.scheduled_at),
     children_pending = o.children,
-    cancel_reason = COALESCE(o.cancel_reason, j.cancel_reason),
-    finished_at = CASE WHEN o.state IN {final} THEN $8::timestamptz END
+    cancel_reason = CASE WHEN {cancel_pending} THEN 'cancelled by an operator'
+                         ELSE COALESCE(o.cancel_reason, j.cancel_reason) END,
+    finished_at = CASE WHEN o.state IN {final} OR {cancel_pending} THEN $8::timestamptz END
 FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::jsonb[], $6::uuid[], $7::jsonb[],
             $9::int[], $10::timestamptz[], $11::int[], $12::text[])
      AS o(id, attempt, worker_id, state, result, result_job_id, error, refund, scheduled_at,
           children, cancel_reason)
 WHERE j.id = o.id AND j.attempt = o.attempt AND j.worker_id = o.worker_id AND j.state = 'running'
 RETURNING j.id, j.task, j.queue, j.state, j.parent_id
-""".format(final=FINAL)
+""".format(final=FINAL, cancel_pending=_CANCEL_PENDING)
 
 # -- settling: what a job's final state does to the jobs around it ---------------------
 
@@ -171,6 +176,8 @@ LOCK_JOBS = "SELECT id FROM fairchild_jobs WHERE id = ANY($1::uuid[]) ORDER BY i
 
 # -- reading -------------------------------------------------------------------------
 
+PING = "SELECT 1"
+
 GET_JOB = "SELECT * FROM fairchild_jobs WHERE id = $1"
 
 # Resolution of Futures: every upstream's recorded result in one query. fairchild_jobs_pkey
@@ -215,6 +222,13 @@ UPDATE fairchild_workers SET last_heartbeat_at = $2, lease_expires_at = $3, stat
 WHERE id = $1 RETURNING id
 """
 
+# Jobs this worker holds that an operator asked to cancel (the fallback for a lost
+# NOTIFY on fairchild_cancel). fairchild_jobs_running_idx (worker_id) WHERE running
+CANCEL_REQUESTED = """
+SELECT id FROM fairchild_jobs
+WHERE worker_id = $1 AND state = 'running' AND cancel_requested_at IS NOT NULL
+"""
+
 DEREGISTER_WORKER = "DELETE FROM fairchild_workers WHERE id = $1"
 
 # -- maintenance (one leader per pass: a transaction-scoped advisory lock) -------------
@@ -226,9 +240,13 @@ MAINTENANCE_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
 # fairchild_jobs_running_idx (worker_id) WHERE state = 'running'
 RESCUE_ORPHANS = """
 UPDATE fairchild_jobs j
-SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END,
+SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                 WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END,
     scheduled_at = $1,
-    finished_at = CASE WHEN j.attempt >= j.max_attempts THEN $1::timestamptz END,
+    finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts
+                       THEN $1::timestamptz END,
+    cancel_reason = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled by an operator'
+                         ELSE j.cancel_reason END,
     errors = j.errors || jsonb_build_array(jsonb_build_object(
         'attempt', j.attempt, 'kind', 'worker_lost', 'type', NULL, 'traceback', NULL,
         'error', 'worker lost: ' || j.worker_id || ' stopped renewing its lease',
@@ -240,6 +258,20 @@ WHERE j.id IN (
                       WHERE w.id = r.worker_id AND w.lease_expires_at > $1)
     ORDER BY r.id LIMIT $2 FOR UPDATE SKIP LOCKED)
 RETURNING j.id, j.task, j.queue, j.state, j.parent_id
+"""
+
+# Rows a live worker holds but does not know about: a claim that committed while its
+# result was lost (the connection died, or the statement timed out after the commit). The
+# worker never started them, so the attempt is refunded. fairchild_jobs_running_idx
+RELEASE_UNKNOWN_CLAIMS = """
+UPDATE fairchild_jobs
+SET state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'available' END,
+    finished_at = CASE WHEN cancel_requested_at IS NOT NULL THEN $3::timestamptz END,
+    cancel_reason = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled by an operator'
+                         ELSE cancel_reason END,
+    attempt = attempt - 1, scheduled_at = $3
+WHERE worker_id = $1 AND state = 'running' AND id <> ALL($2::uuid[])
+RETURNING id, task, queue, state, parent_id
 """
 
 # fairchild_workers_lease_idx
@@ -279,9 +311,19 @@ WHERE id = $1 AND state IN ('scheduled', 'available', 'retryable', 'blocked', 'w
 RETURNING id, task, queue, state, parent_id
 """
 
+LOCK_JOB_STATE = "SELECT state FROM fairchild_jobs WHERE id = $1 FOR UPDATE"
+
+# A running job an operator cancels: the request is persisted (the worker holding it
+# also finds it at its next heartbeat if the NOTIFY is lost) and survives a rescue.
+REQUEST_CANCEL = """
+UPDATE fairchild_jobs SET cancel_requested_at = COALESCE(cancel_requested_at, $2)
+WHERE id = $1 AND state = 'running'
+"""
+
 RETRY_JOB = """
 UPDATE fairchild_jobs
 SET state = 'available', scheduled_at = $2, finished_at = NULL, cancel_reason = NULL,
+    cancel_requested_at = NULL,
     max_attempts = GREATEST(max_attempts, attempt + 1)
 WHERE id = $1 AND state IN ('discarded', 'cancelled')
 RETURNING *
@@ -290,4 +332,140 @@ RETURNING *
 SET_QUEUE_PAUSED = """
 INSERT INTO fairchild_queues (name, paused, updated_at) VALUES ($1, $2, $3)
 ON CONFLICT (name) DO UPDATE SET paused = $2, updated_at = $3
+"""
+
+# -- dashboard read models (fairchild.web) ---------------------------------------------
+# Read-only statements behind the web UI and the JSON API. Filters are parameters (NULL:
+# no filter); nothing here is built from request text.
+
+_DASH_SUMMARY = """
+    id, task, queue, state, priority, attempt, max_attempts, tags, parent_id, workflow_id,
+    worker_id, cancel_reason, scheduled_at, inserted_at, attempted_at, finished_at,
+    jsonb_array_length(errors) AS error_count
+"""
+
+DASH_STATS = "SELECT state, count(*)::bigint AS n FROM fairchild_jobs GROUP BY state"
+
+# Newest first; keyset cursor on (inserted_at, id). fairchild_jobs_state_idx for ?state=.
+DASH_LIST_JOBS = f"""
+SELECT {_DASH_SUMMARY} FROM fairchild_jobs
+WHERE ($1::text[] IS NULL OR state = ANY($1::text[]))
+  AND ($2::text IS NULL OR queue = $2)
+  AND ($3::text IS NULL OR task = $3)
+  AND ($4::uuid IS NULL OR workflow_id = $4)
+  AND ($5::timestamptz IS NULL OR (inserted_at, id) < ($5::timestamptz, $6::uuid))
+ORDER BY inserted_at DESC, id DESC
+LIMIT $7 OFFSET $8
+"""
+
+# Every queue that has jobs or operator state, with its counts by state (as JSON text).
+DASH_QUEUES = """
+SELECT n.name, COALESCE(q.paused, false) AS paused, q.updated_at,
+       COALESCE(c.counts, '{}'::jsonb)::text AS counts
+FROM (SELECT DISTINCT queue AS name FROM fairchild_jobs
+      UNION SELECT name FROM fairchild_queues) n
+LEFT JOIN fairchild_queues q ON q.name = n.name
+LEFT JOIN (SELECT queue, jsonb_object_agg(state, n) AS counts
+           FROM (SELECT queue, state, count(*) AS n FROM fairchild_jobs GROUP BY queue, state) s
+           GROUP BY queue) c ON c.queue = n.name
+ORDER BY n.name
+"""
+
+# Jobs finished per minute in [$1, $2). fairchild_jobs_finished_idx
+DASH_THROUGHPUT = """
+SELECT date_trunc('minute', finished_at) AS minute, state, count(*)::int AS n
+FROM fairchild_jobs
+WHERE state IN ('completed', 'discarded') AND finished_at >= $1 AND finished_at < $2
+GROUP BY 1, 2
+"""
+
+# Workflow roots (a job whose workflow holds other jobs), newest first, with counts.
+# fairchild_jobs_workflow_idx
+DASH_WORKFLOWS = f"""
+SELECT {_DASH_SUMMARY}, s.total, s.counts
+FROM fairchild_jobs r
+CROSS JOIN LATERAL (
+    SELECT sum(g.n)::int AS total, jsonb_object_agg(g.state, g.n)::text AS counts
+    FROM (SELECT w.state, count(*) AS n FROM fairchild_jobs w
+          WHERE w.workflow_id = r.id GROUP BY w.state) g) s
+WHERE r.id = r.workflow_id
+  AND EXISTS (SELECT 1 FROM fairchild_jobs c WHERE c.workflow_id = r.id AND c.id <> r.id)
+  AND ($1::text[] IS NULL OR r.state = ANY($1::text[]))
+ORDER BY r.inserted_at DESC, r.id DESC
+LIMIT $2 OFFSET $3
+"""
+
+# The jobs of one workflow (at most $2). fairchild_jobs_workflow_idx
+DASH_WORKFLOW_JOBS = f"""
+SELECT {_DASH_SUMMARY} FROM fairchild_jobs WHERE workflow_id = $1
+ORDER BY inserted_at, id LIMIT $2
+"""
+
+DASH_WORKFLOW_COUNT = "SELECT count(*)::int AS n FROM fairchild_jobs WHERE workflow_id = $1"
+
+# Futures edges whose downstream belongs to the workflow. fairchild_edges_downstream_idx
+DASH_WORKFLOW_EDGES = """
+SELECT e.upstream_id, e.downstream_id
+FROM fairchild_edges e JOIN fairchild_jobs d ON d.id = e.downstream_id
+WHERE d.workflow_id = $1
+"""
+
+# A job's children (at most $2) and how many it has. fairchild_jobs_parent_idx
+DASH_CHILDREN = f"""
+SELECT {_DASH_SUMMARY}, count(*) OVER ()::int AS total
+FROM fairchild_jobs WHERE parent_id = $1 ORDER BY inserted_at, id LIMIT $2
+"""
+
+# The jobs a job waits for and the jobs waiting for it. fairchild_edges_pkey / _downstream_idx
+DASH_JOB_EDGES = """
+SELECT e.upstream_id, e.downstream_id, u.task AS upstream_task, u.state AS upstream_state,
+       d.task AS downstream_task, d.state AS downstream_state
+FROM fairchild_edges e
+JOIN fairchild_jobs u ON u.id = e.upstream_id
+JOIN fairchild_jobs d ON d.id = e.downstream_id
+WHERE e.upstream_id = $1 OR e.downstream_id = $1
+ORDER BY u.inserted_at, d.inserted_at
+"""
+
+# Workers and how many jobs each holds. fairchild_jobs_running_idx
+DASH_WORKERS = """
+SELECT w.id, w.hostname, w.pid, w.queues, w.concurrency, w.state, w.started_at,
+       w.last_heartbeat_at, w.lease_expires_at,
+       (SELECT count(*)::int FROM fairchild_jobs j
+        WHERE j.worker_id = w.id AND j.state = 'running') AS running
+FROM fairchild_workers w ORDER BY w.started_at, w.id
+"""
+
+DASH_HEALTH = "SELECT 1 AS ok"
+
+# -- workflows (Fairchild.list_workflows / get_workflow) ---------------------------------
+# A workflow is a root job (id = workflow_id) and every job whose workflow_id is that root;
+# listed when it holds more than the root. Counts by state come as JSON text.
+# fairchild_jobs_workflow_idx
+WORKFLOWS_LIST = f"""
+SELECT r.id AS workflow_id, r.task AS root_task, r.inserted_at, s.total, s.open,
+       s.all_completed, s.finished_at, s.counts
+FROM fairchild_jobs r
+CROSS JOIN LATERAL (
+    SELECT sum(g.n)::int AS total,
+           (sum(g.n) FILTER (WHERE g.state NOT IN {FINAL}))::int AS open,
+           bool_and(g.state = 'completed') AS all_completed,
+           max(g.finished_at) AS finished_at,
+           jsonb_object_agg(g.state, g.n)::text AS counts
+    FROM (SELECT w.state, count(*) AS n, max(w.finished_at) AS finished_at
+          FROM fairchild_jobs w WHERE w.workflow_id = r.id GROUP BY w.state) g) s
+WHERE r.id = r.workflow_id AND s.total > 1
+ORDER BY r.inserted_at DESC, r.id DESC
+LIMIT $1 OFFSET $2
+"""
+
+# Every job of one workflow, in insertion order. fairchild_jobs_workflow_idx
+WORKFLOW_JOBS = "SELECT * FROM fairchild_jobs WHERE workflow_id = $1 ORDER BY inserted_at, id"
+
+# The futures edges into the workflow's jobs. fairchild_jobs_workflow_idx, fairchild_edges_downstream_idx
+WORKFLOW_EDGES = """
+SELECT e.upstream_id, e.downstream_id
+FROM fairchild_edges e JOIN fairchild_jobs d ON d.id = e.downstream_id
+WHERE d.workflow_id = $1
+ORDER BY e.downstream_id, e.upstream_id
 """

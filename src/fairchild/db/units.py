@@ -299,6 +299,18 @@ async def heartbeat(
         return [r["id"] for r in await conn.fetch(q.CANCEL_REQUESTED, worker_id)]
 
 
+async def release_unknown_claims(
+    pool: asyncpg.Pool, worker_id: uuid.UUID, known: Sequence[uuid.UUID], now: datetime
+) -> list[asyncpg.Record]:
+    """Release rows running under `worker_id` other than `known` (claims whose result was
+    lost): back to available with the attempt refunded. Returns the released rows."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(q.RELEASE_UNKNOWN_CLAIMS, worker_id, list(known), now)
+        await _settle(conn, [r for r in rows if r["state"] in FINAL], now)
+        await _notify(conn, CHANNEL_INSERT, sorted({r["queue"] for r in rows if r["state"] == "available"}))
+        return list(rows)
+
+
 # -- maintenance -----------------------------------------------------------------------
 
 MAINTENANCE_LOCK_KEY = 0x46414952_4D41  # "FAIRMA"
@@ -380,3 +392,16 @@ async def set_queue_paused(pool: asyncpg.Pool, queue: str, paused: bool, now: da
         await conn.execute(q.SET_QUEUE_PAUSED, queue, paused, now)
         if not paused:
             await _notify(conn, CHANNEL_INSERT, [queue])
+
+
+# -- workflows -------------------------------------------------------------------------
+
+
+async def fetch_workflow(
+    pool: asyncpg.Pool, workflow_id: uuid.UUID
+) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """A workflow's jobs and edges, read from one snapshot (repeatable read)."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        jobs = await conn.fetch(q.WORKFLOW_JOBS, workflow_id)
+        edges = await conn.fetch(q.WORKFLOW_EDGES, workflow_id) if jobs else []
+        return list(jobs), list(edges)

@@ -11,6 +11,7 @@ import enum
 import functools
 import logging
 import random
+import re
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ import trio
 from .. import codec
 from ..context import ExecutionContext, executing
 from ..db import Outcome
-from ..errors import FairchildError, NotSerializable, TaskNotFound
+from ..errors import NotSerializable, TaskNotFound
 from ..future import Future
 from ..job import Job
 from ..record import Record
@@ -40,7 +41,7 @@ MESSAGE_LIMIT = 4 * 1024
 class CancelReason(enum.Enum):
     SHUTDOWN = "shutdown"  # grace period over, or a second signal: release, refund the attempt
     OPERATOR = "operator"  # cancelled by API/CLI: the job ends cancelled
-    LEASE_LOST = "lease_lost"  # this worker lost its lease: write nothing, rescue decides
+    LEASE_LOST = "lease_lost"  # this worker could not renew its lease: release the row (fenced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +116,18 @@ def error_entry(attempt: int, kind: str, now: datetime, exc: BaseException | Non
         "attempt": attempt,
         "kind": kind,
         "type": exc_type,
-        "error": text[:MESSAGE_LIMIT],
-        "traceback": tb,
+        "error": _storable(text[:MESSAGE_LIMIT]),
+        "traceback": _storable(tb) if tb is not None else None,
         "at": now.isoformat(),
     }
+
+
+def _storable(text: str) -> str:
+    """jsonb cannot hold NUL characters: show them escaped instead."""
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an unescaped \u0000 in JSON text
 
 
 async def _call(fn: Callable[..., Any], is_async: bool, kwargs: Mapping[str, Any], limiter: trio.CapacityLimiter) -> Any:
@@ -142,11 +151,12 @@ async def execute(
     limiter: trio.CapacityLimiter,
     default_timeout: float | None,
     max_result_bytes: int,
-) -> Outcome | None:
+) -> Outcome:
     """Run the job's task inside its cancel scope; return the outcome to write.
 
-    Returns None when nothing may be written (the lease was lost). Cancellation of the
-    surrounding scope (not the job's own) propagates as usual.
+    Every outcome is written fenced on (id, attempt, worker, running), so whatever is
+    returned never overwrites a later attempt. Cancellation of the surrounding scope (not
+    the job's own) propagates as usual, and nothing is returned.
     """
     job = execution.job
     jlog = JobLogger(job)
@@ -178,8 +188,14 @@ async def execute(
     if execution.scope.cancelled_caught:
         reason = execution.reason or CancelReason.SHUTDOWN
         if reason is CancelReason.LEASE_LOST:
-            jlog.warning("job %s stopped: this worker lost its lease", job.id)
-            return None
+            # Released like a rescue would (the attempt counts). If the rescuer got there
+            # first, or the job runs elsewhere already, the fenced write matches nothing.
+            jlog.info("job %s stopped: this worker could not renew its lease", job.id)  # one ERROR line per lapse
+            entry = error_entry(job.attempt, "lease_lost", at,
+                                message=f"worker lost: {worker_id} could not renew its lease")
+            if job.attempt >= job.max_attempts:
+                return Outcome(**base, state="discarded", error=entry)
+            return Outcome(**base, state="available", scheduled_at=at, error=entry)
         if reason is CancelReason.OPERATOR:
             jlog.info("job %s cancelled by an operator", job.id)
             return Outcome(**base, state="cancelled", cancel_reason="cancelled by an operator",
@@ -193,7 +209,7 @@ async def execute(
     if failure is None:
         try:
             return _success(job, ctx, value, base, max_result_bytes, jlog)
-        except FairchildError as exc:
+        except Exception as exc:  # noqa: BLE001 - NotSerializable, or json's own ValueError/RecursionError
             failure = ("result", exc, None)
 
     kind, exc, message = failure
@@ -217,6 +233,9 @@ def _success(job: Job, ctx: ExecutionContext, value: Any, base: dict[str, Any], 
         result_job_id = value.job_id
     elif isinstance(value, Record):
         result_json = codec.encode_result(value.value, max_result_bytes)
+        if "\\u0000" in result_json and _JSON_NUL.search(result_json):
+            raise NotSerializable("value (contains a NUL character, which PostgreSQL cannot store)",
+                                  value.value, "result")
     state = "waiting" if children else "completed"
     if children:
         jlog.info("job %s finished; waiting for %d children", job.id, len(children))

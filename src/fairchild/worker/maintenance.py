@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..db import ConnectionLost, DatabaseError
+from ..db import ConnectionLost, DatabaseError, QueryCanceledError
 from ..db import units
 from .throttle import Throttle
 
@@ -49,6 +49,7 @@ class Maintenance:
         self.interval = interval
         self.retention = retention
         self.rescue_batch = rescue_batch
+        self.max_rescue_batch = rescue_batch
 
     async def run_once(self) -> units.MaintenanceReport:
         now = self.fairchild.clock()
@@ -63,13 +64,20 @@ class Maintenance:
         return report
 
     async def run(self) -> None:
-        """Run a pass every `interval` (with jitter) until cancelled."""
+        """Run a pass every `interval` (with jitter) until cancelled.
+
+        A pass that times out (statement or command timeout) halves the rescue batch for
+        the next one (down to 10); each pass that succeeds doubles it back up to the
+        configured size. Cancellation: the pass in flight rolls back; nothing half-done."""
         errors = Throttle(log, "maintenance")
         while True:
             try:
                 await self.run_once()
             except TRANSIENT as exc:
+                if isinstance(exc, (TimeoutError, QueryCanceledError)):
+                    self.rescue_batch = max(10, self.rescue_batch // 2)
                 await trio.sleep(errors.failed(exc))
                 continue
             errors.recovered()
+            self.rescue_batch = min(self.max_rescue_batch, self.rescue_batch * 2)
             await trio.sleep(self.interval * random.uniform(0.8, 1.2))

@@ -260,8 +260,13 @@ class WorkerPool:
                 pass
 
     async def _produce(self, jobs: trio.Nursery, send: trio.MemorySendChannel[Outcome]) -> None:
+        """Claim while there are free slots and a valid lease, until `stop()`.
+
+        Cancellation: `stop()` cancels the claim scope; a claim in flight is shielded and
+        its jobs are started (they then get the grace period like the others)."""
         db = self.fairchild.database
         errors = Throttle(log, "claiming")
+        claim_uncertain = False  # a claim failed: it may have committed with its result lost
         with self._claim_scope:
             while True:
                 while len(self._running) >= self.concurrency:
@@ -272,9 +277,20 @@ class WorkerPool:
                 try:
                     if await db.listener.ensure():
                         log.debug("LISTEN connection (re)opened")
-                    free = self.concurrency - len(self._running)
                     with trio.CancelScope(shield=True):  # a claim that committed must reach a job task
+                        if claim_uncertain:
+                            # Only this task claims, so every row held under our id that we
+                            # do not know (running, or outcome not yet written) is such a one.
+                            released = await db.release_unknown_claims(
+                                self.id, list(self._max_attempts), self.fairchild.clock())
+                            claim_uncertain = False
+                            for row in released:
+                                log.warning("released job %s: its claim committed but the result was lost",
+                                            row["id"], extra={"job_id": str(row["id"])})
+                        free = self.concurrency - len(self._running)
+                        claim_uncertain = True
                         rows, next_due = await db.claim(self.id, self.queues, free, self.fairchild.clock())
+                        claim_uncertain = False
                         for row in rows:
                             self._start(jobs, Job.from_row(row), send)
                 except TRANSIENT as exc:
@@ -320,7 +336,10 @@ class WorkerPool:
     async def _drain(self, send: trio.MemorySendChannel[Outcome]) -> None:
         """After `stop()`: wait for running jobs (the grace period, then cancellation),
         and abandon those still running at the abandon deadline: release their rows
-        ourselves so they run again elsewhere, even if their code ignores cancellation."""
+        ourselves so they run again elsewhere, even if their code ignores cancellation.
+
+        Cancellation: runs inside `run()`'s shielded scope; outside cancellation arrives
+        as `stop_now()`, which only moves the deadlines closer."""
         while self._running and trio.current_time() < self._abandon_at:
             with trio.move_on_at(self._abandon_at):
                 await self._slot_freed.wait()

@@ -42,36 +42,63 @@ async def register(pool: WorkerPool) -> None:
 async def heartbeat(pool: WorkerPool, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Renew the lease every `heartbeat_interval` until cancelled.
 
-    If the lease cannot be renewed before one interval short of its expiry, the pool
-    cancels its own jobs (self-fencing): by the time another worker may rescue them,
-    they have stopped here. If the row was removed (taken for dead), the same happens
-    and the worker registers again.
+    Each renewal is bounded (a hung connection counts as a failure). A watchdog cancels
+    the pool's jobs (self-fencing) from one interval before the lease runs out, so by the
+    time another worker may rescue them they have stopped here; their rows are released
+    by fenced writes. If the row was removed (taken for dead), the same happens and the
+    worker registers again. Each renewal also picks up operator cancel requests for jobs
+    held here (the fallback for a lost NOTIFY).
+
+    Cancellation: stops renewing; the lease then runs out on its own.
     """
     db = pool.fairchild.database
     errors = Throttle(log, "renewing the worker lease")
-    task_status.started()
-    while True:
-        await trio.sleep(pool.heartbeat_interval)
-        now = pool.fairchild.clock()
-        started = trio.current_time()
-        state = "stopping" if pool.stopping else "running"
-        try:
-            row = await db.fetchrow(q.HEARTBEAT, pool.id, now, now + timedelta(seconds=pool.lease), state)
-        except TRANSIENT as exc:
-            errors.failed(exc)
-            if trio.current_time() >= pool.lease_valid_until - pool.heartbeat_interval:
-                if pool.running_jobs:
-                    log.error("worker %s cannot renew its lease; cancelling its %d jobs",
-                              pool.id, len(pool.running_jobs))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_lease, pool)
+        task_status.started()
+        while True:
+            await trio.sleep(pool.heartbeat_interval)
+            now = pool.fairchild.clock()
+            started = trio.current_time()
+            state = "stopping" if pool.stopping else "running"
+            try:
+                with trio.fail_after(max(pool.heartbeat_interval, pool.lease / 3)):
+                    cancel_requests = await db.heartbeat(pool.id, now, now + timedelta(seconds=pool.lease), state)
+            except (*TRANSIENT, trio.TooSlowError) as exc:
+                errors.failed(exc)
+                continue
+            errors.recovered()
+            if cancel_requests is None:
+                log.error("worker %s was taken for dead (its row is gone); cancelling its jobs and registering again",
+                          pool.id)
                 pool.self_fence()
+                await register(pool)
+                continue
+            pool.lease_valid_until = started + pool.lease
+            for job_id in cancel_requests:
+                pool.cancel_job(job_id)
+
+
+async def _watch_lease(pool: WorkerPool) -> None:
+    """Self-fence when the lease is about to run out unrenewed.
+
+    Cancellation: runs until cancelled (with the heartbeat); nothing to undo."""
+    lapsed = False
+    while True:
+        fence_at = pool.lease_valid_until - pool.heartbeat_interval
+        now = trio.current_time()
+        if now < fence_at:
+            if lapsed:
+                log.info("worker %s renewed its lease again", pool.id)
+                lapsed = False
+            await trio.sleep(min(fence_at - now, pool.heartbeat_interval))
             continue
-        errors.recovered()
-        if row is None:
-            log.error("worker %s was taken for dead (its row is gone); cancelling its jobs and registering again", pool.id)
-            pool.self_fence()
-            await register(pool)
-            continue
-        pool.lease_valid_until = started + pool.lease
+        cancelled = pool.self_fence()
+        if cancelled or not lapsed:
+            log.error("worker %s cannot renew its lease (it runs out in %.1f s): not claiming, and "
+                      "cancelling its %d running jobs", pool.id, max(0.0, pool.lease_valid_until - now), cancelled)
+        lapsed = True
+        await trio.sleep(min(0.1, pool.heartbeat_interval / 5))
 
 
 async def deregister(pool: WorkerPool) -> None:

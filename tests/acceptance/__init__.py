@@ -1,0 +1,1 @@
+"""Reliability acceptance suite: real worker processes, real signals, SQL counts."""
