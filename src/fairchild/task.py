@@ -6,6 +6,7 @@ import functools
 import inspect
 import os
 import sys
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,17 +74,16 @@ def check_priority(priority: object) -> int:
 
 
 def check_queue(queue: object) -> str:
-    """A queue name: 1-128 printable characters (no control characters, which PostgreSQL
-    text cannot always hold and logs would garble)."""
-    if (
-        not isinstance(queue, str)
-        or not queue.strip()
-        or len(queue) > 128
-        or any(not ch.isprintable() for ch in queue)
-    ):
-        raise InvalidArguments(
-            f"queue must be a name of 1 to 128 printable characters, got {queue!r}"
-        )
+    """A queue name: 1-128 characters, not blank, none of them a control character or a
+    lone surrogate (PostgreSQL text cannot hold NUL or invalid UTF-8)."""
+    if not isinstance(queue, str):
+        raise InvalidArguments(f"queue must be a string, got {type(queue).__qualname__}")
+    if not queue.strip():
+        raise InvalidArguments("queue name must not be blank")
+    if len(queue) > 128:
+        raise InvalidArguments(f"queue name is too long ({len(queue)} characters, at most 128)")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in queue):
+        raise InvalidArguments(f"queue name must not contain control characters, got {queue!r}")
     return queue
 
 

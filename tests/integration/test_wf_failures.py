@@ -152,3 +152,18 @@ async def test_a_blocked_job_scheduled_for_later_waits_for_both(fairchild, sql, 
     done = await fairchild.get_job(downstream)
     assert (done.state, done.result) == (JobState.COMPLETED, 2)
     assert done.attempted_at >= when
+
+
+async def test_a_dependent_whose_upstream_was_pruned_fails_with_a_clear_error(fairchild, sql, start_worker):
+    upstream = await wf_tasks.value.enqueue(v=1)
+    await start_worker(concurrency=2, poll_interval=0.1)
+    assert (await fairchild.wait(upstream, timeout=10)).result == 1
+    await fairchild.pause_queue("default")  # hold the dependent until its upstream is gone
+    downstream = await wf_tasks.double.enqueue(v=upstream)
+    await sql("DELETE FROM fairchild_jobs WHERE id = $1", upstream.id)  # what retention does
+    await fairchild.resume_queue("default")
+    done = await fairchild.wait(downstream, timeout=10)
+    assert done.state is JobState.DISCARDED
+    kinds = {e["kind"] for e in done.errors}
+    assert kinds == {"upstream_missing"}
+    assert str(upstream.id) in done.errors[-1]["error"]

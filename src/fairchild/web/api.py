@@ -17,7 +17,7 @@ from typing import Any
 from quart import Blueprint, Response, g, request
 
 from ..errors import InvalidArguments, InvalidJobState, JobNotFound, TaskNotFound
-from ..task import get_task
+from ..task import check_queue, get_task
 from . import readmodels as rm
 from .app import json_error, web_state
 from .openapi import openapi_document
@@ -354,9 +354,10 @@ async def queues() -> Response:
 
 
 async def _pause(name: str, paused: bool) -> Response:
-    name = clean_text(name, "queue name", 128)
-    if not name.strip():
-        raise ApiError(400, "queue name must not be blank")
+    try:
+        name = check_queue(name)
+    except InvalidArguments as exc:
+        raise ApiError(400, str(exc)) from None
     action = "pause" if paused else "resume"
     authorize(action, [name])
     await json_body(optional=True)

@@ -24,7 +24,7 @@ import trio
 from .. import codec
 from ..context import ExecutionContext, executing
 from ..db import Outcome
-from ..errors import NotSerializable, TaskNotFound
+from ..errors import FairchildError, NotSerializable, TaskNotFound
 from ..future import Future
 from ..job import Job
 from ..record import Record
@@ -36,6 +36,10 @@ log = logging.getLogger("fairchild.worker")
 
 TRACEBACK_LIMIT = 64 * 1024  # bytes of traceback kept per error entry
 MESSAGE_LIMIT = 4 * 1024
+
+
+class UpstreamMissing(FairchildError):
+    """A job's upstream was deleted (pruned) before the job ran."""
 
 
 class CancelReason(enum.Enum):
@@ -172,12 +176,21 @@ async def execute(
                 kwargs = job.args
                 upstreams = codec.upstream_ids(kwargs)
                 if upstreams:
-                    kwargs = codec.resolve(kwargs, await resolve(upstreams))
+                    results = await resolve(upstreams)
+                    missing = [str(u) for u in upstreams if u not in results]
+                    if missing:
+                        raise UpstreamMissing(
+                            f"upstream job(s) {', '.join(missing)} no longer exist (pruned?); "
+                            "their results cannot be passed to this job"
+                        )
+                    kwargs = codec.resolve(kwargs, results)
                 jlog.debug("job %s started (%s, attempt %d)", job.id, job.task, job.attempt)
                 with executing(ctx):
                     value = await _call(task.fn, task.is_async, kwargs, limiter)
             except TaskNotFound as exc:
                 failure = ("unknown_task", None, str(exc))
+            except UpstreamMissing as exc:
+                failure = ("upstream_missing", None, str(exc))
             except BaseException as exc:  # noqa: BLE001 - a job may raise anything
                 if _only_cancelled(exc):
                     raise

@@ -426,6 +426,10 @@ class WorkerPool:
                     batch = [replacement]
                     continue
                 errors.recovered()
+                if any(o.state in ("retryable", "available") for o in batch):
+                    # A retry may fall due before the idle producer's next poll: let it
+                    # claim again, which also tells it when the next job is due.
+                    self._work_hint.set()
                 for job_id in report.applied:
                     self._max_attempts.pop(job_id, None)
                 for job_id in report.fenced:
