@@ -200,7 +200,7 @@ class Task(Generic[P, R]):
         convenience of passing it on); options ``_queue`` and ``_priority`` apply.
         """
         ctx = current_execution()
-        options = {k: kwargs.pop(k) for k in ("_queue", "_priority") if k in kwargs}  # type: ignore[misc]
+        options: dict[str, Any] = {k: kwargs.pop(k) for k in ("_queue", "_priority") if k in kwargs}
         if ctx is None:
             # Run directly. A `Record` among the arguments stands where a worker would have
             # had a Future (another task called directly returned it): pass its value, as
@@ -210,7 +210,7 @@ class Task(Generic[P, R]):
                 # An async task called from sync code in a Trio worker thread (a sync task
                 # run by `fairchild run`): run it on the Trio loop instead of returning an
                 # un-awaited coroutine.
-                return trio.from_thread.run(call)  # type: ignore[no-any-return]
+                return trio.from_thread.run(call)  # type: ignore[arg-type]
             return call()
         parent = ctx.job
         child = ctx.spawn(

@@ -133,7 +133,7 @@ async def test_unknown_task_fails_the_job_and_the_worker_keeps_running(fairchild
     assert (await fairchild.wait(after, timeout=10)).result == 10
 
 
-async def test_claim_queries_use_the_partial_indexes(fairchild, sql):
+async def test_hot_queries_use_their_indexes(fairchild, sql):
     # A realistic table: many finished jobs, a few claimable ones spread over queues.
     await sql("""
         INSERT INTO fairchild_jobs (id, task, queue, state, priority, workflow_id, scheduled_at, finished_at)
@@ -159,6 +159,12 @@ async def test_claim_queries_use_the_partial_indexes(fairchild, sql):
     worker = uuid.uuid4()
     assert "fairchild_jobs_claim_idx" in await plan(q.CLAIM_QUEUES, now, 10, worker, ["q0", "q10"])
     assert "fairchild_jobs_claim_any_idx" in await plan(q.CLAIM_ANY, now, 10, worker)
+    assert "fairchild_jobs_due_idx" in await plan(q.NEXT_DUE_ANY)
+    rescue = await plan(q.RESCUE_ORPHANS, now, 100)
+    assert "fairchild_jobs_running_idx" in rescue or "fairchild_jobs_state_idx" in rescue, rescue
+    await sql("UPDATE fairchild_jobs SET is_workflow = true WHERE priority = 0 AND queue = 'q0'")
+    await sql("ANALYZE fairchild_jobs")
+    assert "fairchild_jobs_workflows_idx" in await plan(q.WORKFLOWS_LIST, 50, 0)
     # EXPLAIN (without ANALYZE) claimed nothing.
     assert await scalar(sql, "SELECT count(*) FROM fairchild_jobs WHERE state = 'running'") == 0
 

@@ -265,7 +265,7 @@ async def enqueue(
     task: str,
     *,
     args: Annotated[str | None, Parameter(help="Arguments as a JSON object.")] = None,
-    arg: KeyValues = {},  # noqa: B006
+    arg: KeyValues = {},  # type: ignore[assignment]  # noqa: B006 - the converter makes a dict
     queue: str | None = None,
     priority: int | None = None,
     in_: Annotated[str | None, Parameter(help="Run after this delay: 30s, 5m, 2h, 1d.")] = None,
@@ -425,7 +425,7 @@ async def _stop_on_signal(stop: trio.Event, scope: trio.CancelScope) -> None:
 async def run_(
     task: str,
     *,
-    arg: KeyValues = {},  # noqa: B006
+    arg: KeyValues = {},  # type: ignore[assignment]  # noqa: B006 - the converter makes a dict
     import_: Imports = [],  # noqa: B006
     log_level: LogLevel = "INFO",
 ) -> None:
@@ -438,7 +438,7 @@ async def run_(
 
     import_modules(import_)
     t = resolve_task(task)
-    kwargs = t.bind((), arg)  # type: ignore[arg-type]
+    kwargs = t.bind((), arg)
     try:
         value = await t.fn(**kwargs) if t.is_async else await trio.to_thread.run_sync(lambda: t.fn(**kwargs))
     except Exception:  # noqa: BLE001 - show the user's error in full

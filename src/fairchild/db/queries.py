@@ -36,6 +36,12 @@ ON CONFLICT (id) DO NOTHING
 RETURNING *
 """
 
+# A root becomes a listed workflow once another job joins it (a child, a dependent).
+MARK_WORKFLOWS = """
+UPDATE fairchild_jobs SET is_workflow = true
+WHERE id = ANY($1::uuid[]) AND NOT is_workflow
+"""
+
 INSERT_EDGES = """
 INSERT INTO fairchild_edges (upstream_id, downstream_id)
 SELECT * FROM unnest($1::uuid[], $2::uuid[])
@@ -237,7 +243,7 @@ MAINTENANCE_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
 
 # Jobs held by a worker whose lease has expired (or whose row is gone) go back to run
 # again, or are discarded when their attempts are spent. By lease, never by age.
-# fairchild_jobs_running_idx (worker_id) WHERE state = 'running'
+# fairchild_jobs_running_idx (worker_id) WHERE state = 'running', or fairchild_jobs_state_idx
 RESCUE_ORPHANS = """
 UPDATE fairchild_jobs j
 SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
@@ -380,7 +386,7 @@ GROUP BY 1, 2
 """
 
 # Workflow roots (a job whose workflow holds other jobs), newest first, with counts.
-# fairchild_jobs_workflow_idx
+# fairchild_jobs_workflows_idx (newest roots), fairchild_jobs_workflow_idx (their jobs)
 DASH_WORKFLOWS = f"""
 SELECT {_DASH_SUMMARY}, s.total, s.counts
 FROM fairchild_jobs r
@@ -388,8 +394,7 @@ CROSS JOIN LATERAL (
     SELECT sum(g.n)::int AS total, jsonb_object_agg(g.state, g.n)::text AS counts
     FROM (SELECT w.state, count(*) AS n FROM fairchild_jobs w
           WHERE w.workflow_id = r.id GROUP BY w.state) g) s
-WHERE r.id = r.workflow_id
-  AND EXISTS (SELECT 1 FROM fairchild_jobs c WHERE c.workflow_id = r.id AND c.id <> r.id)
+WHERE r.is_workflow
   AND ($1::text[] IS NULL OR r.state = ANY($1::text[]))
 ORDER BY r.inserted_at DESC, r.id DESC
 LIMIT $2 OFFSET $3
@@ -440,8 +445,8 @@ DASH_HEALTH = "SELECT 1 AS ok"
 
 # -- workflows (Fairchild.list_workflows / get_workflow) ---------------------------------
 # A workflow is a root job (id = workflow_id) and every job whose workflow_id is that root;
-# listed when it holds more than the root. Counts by state come as JSON text.
-# fairchild_jobs_workflow_idx
+# listed when it holds more than the root (is_workflow). Counts by state come as JSON text.
+# fairchild_jobs_workflows_idx (newest roots), fairchild_jobs_workflow_idx (their jobs)
 WORKFLOWS_LIST = f"""
 SELECT r.id AS workflow_id, r.task AS root_task, r.inserted_at, s.total, s.open,
        s.all_completed, s.finished_at, s.counts
@@ -454,7 +459,7 @@ CROSS JOIN LATERAL (
            jsonb_object_agg(g.state, g.n)::text AS counts
     FROM (SELECT w.state, count(*) AS n, max(w.finished_at) AS finished_at
           FROM fairchild_jobs w WHERE w.workflow_id = r.id GROUP BY w.state) g) s
-WHERE r.id = r.workflow_id AND s.total > 1
+WHERE r.is_workflow
 ORDER BY r.inserted_at DESC, r.id DESC
 LIMIT $1 OFFSET $2
 """

@@ -137,6 +137,9 @@ async def _insert(conn: asyncpg.Connection, jobs: Sequence[NewJob], now: datetim
             col.append(value)
 
     rows = await conn.fetch(q.INSERT_JOBS, *cols[:13], now, cols[13])
+    roots = sorted({r["workflow_id"] for r in rows if r["workflow_id"] != r["id"]})
+    if roots:
+        await conn.execute(q.MARK_WORKFLOWS, roots)
     if edges_up:
         await conn.execute(q.INSERT_EDGES, edges_up, edges_down)
     # Workers are woken by the fairchild_jobs_notify_insert trigger.

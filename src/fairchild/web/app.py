@@ -70,7 +70,7 @@ class WebState:
 
 
 def web_state() -> WebState:
-    return current_app.extensions["fairchild"]  # type: ignore[no-any-return]
+    return current_app.extensions["fairchild"]
 
 
 def json_error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:

@@ -62,7 +62,7 @@ class ExponentialBackoff:
         return delay * random.uniform(1 - self.jitter, 1 + self.jitter)
 
 
-class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class JobLogger(logging.LoggerAdapter[logging.Logger]):
     """Adds job_id, task, queue and attempt to every record (as `extra` fields)."""
 
     def __init__(self, job: Job) -> None:
@@ -197,7 +197,7 @@ async def execute(
                 failure = ("error", _without_cancelled(exc), None)
 
     at = now()
-    base = {"job_id": job.id, "attempt": job.attempt, "worker_id": worker_id}
+    base = functools.partial(Outcome, job_id=job.id, attempt=job.attempt, worker_id=worker_id)
     if execution.scope.cancelled_caught:
         reason = execution.reason or CancelReason.SHUTDOWN
         if reason is CancelReason.LEASE_LOST:
@@ -207,14 +207,14 @@ async def execute(
             entry = error_entry(job.attempt, "lease_lost", at,
                                 message=f"worker lost: {worker_id} could not renew its lease")
             if job.attempt >= job.max_attempts:
-                return Outcome(**base, state="discarded", error=entry)
-            return Outcome(**base, state="available", scheduled_at=at, error=entry)
+                return base(state="discarded", error=entry)
+            return base(state="available", scheduled_at=at, error=entry)
         if reason is CancelReason.OPERATOR:
             jlog.info("job %s cancelled by an operator", job.id)
-            return Outcome(**base, state="cancelled", cancel_reason="cancelled by an operator",
+            return base(state="cancelled", cancel_reason="cancelled by an operator",
                            error=error_entry(job.attempt, "cancelled", at, message="cancelled by an operator"))
         jlog.info("job %s interrupted by shutdown; released to run again", job.id)
-        return Outcome(**base, state="available", refund=True, scheduled_at=at,
+        return base(state="available", refund=True, scheduled_at=at,
                        error=error_entry(job.attempt, "interrupted", at, message="interrupted by worker shutdown"))
     if timer.cancelled_caught:
         failure = ("timeout", None, f"timed out after {timeout:g} s")
@@ -225,18 +225,20 @@ async def execute(
         except Exception as exc:  # noqa: BLE001 - NotSerializable, or json's own ValueError/RecursionError
             failure = ("result", exc, None)
 
-    kind, exc, message = failure
-    entry = error_entry(job.attempt, kind, at, exc, message)
+    kind, error, message = failure
+    entry = error_entry(job.attempt, kind, at, error, message)
     if job.attempt < job.max_attempts:
         delay = backoff(job.attempt)
         jlog.warning("job %s failed (%s); retry %d/%d in %.1f s",
                      job.id, entry["error"], job.attempt + 1, job.max_attempts, delay)
-        return Outcome(**base, state="retryable", error=entry, scheduled_at=at + timedelta(seconds=delay))
+        return base(state="retryable", error=entry, scheduled_at=at + timedelta(seconds=delay))
     jlog.error("job %s discarded after %d attempts: %s", job.id, job.attempt, entry["error"])
-    return Outcome(**base, state="discarded", error=entry)
+    return base(state="discarded", error=entry)
 
 
-def _success(job: Job, ctx: ExecutionContext, value: Any, base: dict[str, Any], max_result_bytes: int, jlog: JobLogger) -> Outcome:
+def _success(
+    job: Job, ctx: ExecutionContext, value: Any, base: Callable[..., Outcome], max_result_bytes: int, jlog: JobLogger
+) -> Outcome:
     result_json: str | None = None
     result_job_id: uuid.UUID | None = None
     children = ctx.children
@@ -254,4 +256,4 @@ def _success(job: Job, ctx: ExecutionContext, value: Any, base: dict[str, Any], 
         jlog.info("job %s finished; waiting for %d children", job.id, len(children))
     else:
         jlog.info("job %s completed", job.id)
-    return Outcome(**base, state=state, result_json=result_json, result_job_id=result_job_id, children=tuple(children))
+    return base(state=state, result_json=result_json, result_job_id=result_job_id, children=tuple(children))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import trio
@@ -35,12 +35,16 @@ class RetentionPolicy:
     discarded: timedelta | None = timedelta(days=7)
     batch: int = 1000
 
-    def cutoffs(self, now):  # type: ignore[no-untyped-def]
+    def cutoffs(self, now: datetime) -> tuple[datetime, datetime, datetime] | None:
         """Newest finished_at to prune per state (completed, cancelled, discarded)."""
         if self.completed is None and self.cancelled is None and self.discarded is None:
             return None
         never = now - timedelta(days=365 * 1000)
-        return tuple(now - age if age is not None else never for age in (self.completed, self.cancelled, self.discarded))
+
+        def cutoff(age: timedelta | None) -> datetime:
+            return now - age if age is not None else never
+
+        return cutoff(self.completed), cutoff(self.cancelled), cutoff(self.discarded)
 
 
 class Maintenance:

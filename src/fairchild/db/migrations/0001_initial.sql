@@ -31,6 +31,7 @@ CREATE TABLE fairchild_jobs (
     workflow_id      uuid        NOT NULL,
     deps_pending     integer     NOT NULL DEFAULT 0,   -- upstream edges not yet completed
     children_pending integer     NOT NULL DEFAULT 0,   -- spawned children not yet final
+    is_workflow      boolean     NOT NULL DEFAULT false, -- a root with other jobs in its workflow
     worker_id        uuid,
     scheduled_at     timestamptz NOT NULL DEFAULT now(),
     inserted_at      timestamptz NOT NULL DEFAULT now(),
@@ -59,6 +60,9 @@ CREATE INDEX fairchild_jobs_running_idx ON fairchild_jobs (worker_id)
     WHERE state = 'running';
 -- Workflow views and "is the whole workflow final".
 CREATE INDEX fairchild_jobs_workflow_idx ON fairchild_jobs (workflow_id);
+-- Listing workflows, newest first (single-job "workflows" are not listed).
+CREATE INDEX fairchild_jobs_workflows_idx ON fairchild_jobs (inserted_at DESC, id DESC)
+    WHERE is_workflow;
 -- Parents find their children (job detail, cascading failure).
 CREATE INDEX fairchild_jobs_parent_idx ON fairchild_jobs (parent_id) WHERE parent_id IS NOT NULL;
 -- Listing by state and pruning finished jobs by age.
