@@ -37,7 +37,7 @@ async def main(port: int, once: bool) -> None:
         for name in ("ada", "grace", "edsger"):
             await quickstart.send_email.enqueue(to=f"{name}@example.com", subject="Hello", body="Welcome!")
         roots = [
-            await fanout.orchestrator.enqueue(items=list(range(1, 21))),
+            await fanout.orchestrator.enqueue(items=list(range(1, 9))),
             await nested.run_all_batches.enqueue(),
         ]
         await always_fails.enqueue(reason="this job fails on purpose, to show an error")

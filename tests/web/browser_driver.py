@@ -2,7 +2,7 @@
 
 Playwright's sync API runs its own asyncio loop, which cannot live in the test process
 (trio-asyncio's loop policy is process-wide), so the browser runs here. Protocol: argv[1]
-is a JSON object {url, ids, chromium, artifacts, docs}; when the page is ready for the
+is a JSON object {url, ids, chromium, artifacts}; when the page is ready for the
 live-update check this prints "GATE" and waits for a line on stdin; at the end it prints
 "RESULT <json>".
 """
@@ -26,13 +26,12 @@ def release_gate() -> None:
     sys.stdin.readline()
 
 
-def run_browser(url: str, ids: dict[str, str], chromium: str, artifacts: Path, docs: Path) -> dict[str, Any]:
+def run_browser(url: str, ids: dict[str, str], chromium: str, artifacts: Path) -> dict[str, Any]:
     """Every browser step; returns what the test asserts on."""
     from playwright.sync_api import sync_playwright
 
     out: dict[str, Any] = {"console_errors": [], "page_errors": [], "dialogs": []}
     artifacts.mkdir(exist_ok=True)
-    docs.mkdir(parents=True, exist_ok=True)
     profile = tempfile.mkdtemp(prefix="fairchild-chromium-")
     try:
         with sync_playwright() as p:
@@ -52,7 +51,6 @@ def run_browser(url: str, ids: dict[str, str], chromium: str, artifacts: Path, d
             out["overview_completed"] = page.inner_text("#counts .card.state-completed .card-n")
             out["queues_rows"] = page.locator("#queues tbody tr").count()
             page.screenshot(path=str(artifacts / "overview-light.png"), full_page=True)
-            shutil.copy(artifacts / "overview-light.png", docs / "overview.png")
 
             # Theme: toggle to dark, remembered across a reload.
             before = page.evaluate("window.fairchildTheme.current()")
@@ -89,7 +87,6 @@ def run_browser(url: str, ids: dict[str, str], chromium: str, artifacts: Path, d
             out["fan_edges"] = page.locator("#graph svg path.edge").count()
             out["fan_completed_nodes"] = page.locator("#graph svg g.node[data-state='completed']").count()
             page.screenshot(path=str(artifacts / "workflow.png"), full_page=False)
-            shutil.copy(artifacts / "workflow.png", docs / "workflow.png")
             page.click(f"#graph svg g.node[data-id='{ids['fan_out']}']")
             page.wait_for_url(f"**/jobs/{ids['fan_out']}", timeout=10000)
             out["clicked_to"] = page.url
@@ -128,7 +125,7 @@ def run_browser(url: str, ids: dict[str, str], chromium: str, artifacts: Path, d
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    out = run_browser(cfg["url"], cfg["ids"], cfg["chromium"], Path(cfg["artifacts"]), Path(cfg["docs"]))
+    out = run_browser(cfg["url"], cfg["ids"], cfg["chromium"], Path(cfg["artifacts"]))
     sys.stdout.write("RESULT " + json.dumps(out) + "\n")
     sys.stdout.flush()
 

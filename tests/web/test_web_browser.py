@@ -2,7 +2,7 @@
 download: the system's /usr/bin/chromium). Runs a real workflow on an in-process
 WorkerPool, then checks the overview, a job page and a workflow page: the DAG has one SVG
 node per job, a state change arrives live (no reload), the theme toggle works and is
-remembered, nothing violates the CSP. Screenshots go to test-artifacts/ and docs/screenshots/.
+remembered, nothing violates the CSP. Screenshots go to test-artifacts/ (the README's come from scripts/screenshots).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from webutil import start_web  # noqa: F401 - fixture
 CHROMIUM = os.environ.get("FAIRCHILD_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-DOCS = ROOT / "docs" / "screenshots"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 
@@ -107,7 +106,7 @@ async def test_dashboard_in_chromium(fairchild, start_worker, start_web, sql) ->
 
     ids = {"fan_out": str(fan.id), "failed": str(failed.id), "hostile": str(hostile.id),
            "gated": str(gated.id), "gated_child": child_id, "big": str(root)}
-    cfg = {"url": web.url, "ids": ids, "chromium": CHROMIUM, "artifacts": str(ARTIFACTS), "docs": str(DOCS)}
+    cfg = {"url": web.url, "ids": ids, "chromium": CHROMIUM, "artifacts": str(ARTIFACTS)}
     out = await drive_browser(cfg)
 
     assert out["page_errors"] == []

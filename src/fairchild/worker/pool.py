@@ -33,7 +33,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -108,10 +108,10 @@ class WorkerPool:
         self.id = uuid.uuid4()
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
-        self.maintenance = Maintenance(
-            fairchild, interval=rescue_interval or heartbeat_interval, retention=retention or RetentionPolicy()
-        )
         self.rescue_interval = rescue_interval or heartbeat_interval
+        self.maintenance = Maintenance(
+            fairchild, interval=self.rescue_interval, retention=retention or RetentionPolicy()
+        )
         self._buffer = completion_buffer or max(16, concurrency * 2)
         self._running: dict[uuid.UUID, Execution] = {}
         self._max_attempts: dict[uuid.UUID, int] = {}
@@ -122,7 +122,6 @@ class WorkerPool:
         self._completer_done = trio.Event()
         self._slot_freed = trio.Event()
         self._work_hint = trio.Event()
-        self._idle = trio.Event()
         self._limiter = trio.CapacityLimiter(concurrency)
         self._stopping = False
         self._abandoned: set[uuid.UUID] = set()
@@ -469,6 +468,3 @@ class WorkerPool:
                 fenced += 1
             execution.cancel(CancelReason.LEASE_LOST)
         return fenced
-
-    def describe(self) -> dict[str, Any]:
-        return {"id": str(self.id), "queues": self.queues, "concurrency": self.concurrency}
