@@ -8,7 +8,7 @@ import os
 import sys
 import unicodedata
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -375,7 +375,3 @@ def _record_values(value: Any) -> Any:
         return {k: _record_values(v) for k, v in value.items()}
     return value
 
-
-def run_directly(t: Task[Any, Any], kwargs: Mapping[str, Any]) -> Awaitable[Any] | Any:
-    """Call the task's function in-process (for `fairchild run`), after validation."""
-    return t.fn(**t.bind((), kwargs))

@@ -133,6 +133,7 @@ async def _insert(conn: asyncpg.Connection, jobs: Sequence[NewJob], now: datetim
             cols,
             (j.id, j.task, j.queue, j.args_json, state, j.priority, j.max_attempts, j.timeout,
              json.dumps(j.tags), scheduled_at, j.parent_id, workflow_id or j.id, pending, reason),
+            strict=True,
         ):
             col.append(value)
 
