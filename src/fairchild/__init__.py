@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .client import Fairchild
+from .db import transaction
 from .errors import (
     FairchildError,
     FutureNotReady,
@@ -40,4 +41,5 @@ __all__ = [
     "get_task",
     "registered_tasks",
     "task",
+    "transaction",
 ]

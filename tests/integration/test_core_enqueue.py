@@ -12,7 +12,7 @@ import trio
 from trio_asyncio import aio_as_trio
 
 import core_tasks
-from fairchild import InvalidArguments, Job, JobNotFound, JobState, NotSerializable
+from fairchild import InvalidArguments, Job, JobNotFound, JobState, NotSerializable, transaction
 
 
 async def count(sql, where: str = "TRUE", *args) -> int:
@@ -143,23 +143,22 @@ async def _own_connection(dsn):
     return await aio_as_trio(asyncpg.connect)(dsn)
 
 
+class Rollback(Exception):
+    """Raised inside the block to roll the caller's transaction back."""
+
+
 async def _enqueue_in_transaction(conn, commit: bool):
-    """A caller's transaction held from Trio with shielded commit/rollback (stack.md §2)."""
-    tx = conn.transaction()
-    await aio_as_trio(tx.start)()
+    """The caller's own transaction, held from Trio with `fairchild.transaction`."""
+    job = inside = None
     try:
-        job = await core_tasks.add.enqueue(a=20, b=22, _connection=conn)
-        await aio_as_trio(conn.execute)("CREATE TABLE caller_side_effect (x int)")
-        inside = await aio_as_trio(conn.fetchval)("SELECT count(*) FROM fairchild_jobs WHERE id = $1", job.id)
-    except BaseException:
-        with trio.CancelScope(shield=True):
-            await aio_as_trio(tx.rollback)()
-        raise
-    with trio.CancelScope(shield=True):
-        if commit:
-            await aio_as_trio(tx.commit)()
-        else:
-            await aio_as_trio(tx.rollback)()
+        async with transaction(conn):
+            job = await core_tasks.add.enqueue(a=20, b=22, _connection=conn)
+            await aio_as_trio(conn.execute)("CREATE TABLE caller_side_effect (x int)")
+            inside = await aio_as_trio(conn.fetchval)("SELECT count(*) FROM fairchild_jobs WHERE id = $1", job.id)
+            if not commit:
+                raise Rollback
+    except Rollback:
+        pass
     return job, inside
 
 
@@ -199,14 +198,26 @@ async def test_transactional_enqueue_rollback_leaves_nothing(fairchild, dsn, sql
 async def test_transactional_enqueue_many_rolls_back_with_the_caller(fairchild, dsn, sql):
     conn = await _own_connection(dsn)
     try:
-        tx = conn.transaction()
-        await aio_as_trio(tx.start)()
-        try:
-            jobs = await core_tasks.add.enqueue_many([{"a": i, "b": 1} for i in range(3)], _connection=conn)
-            assert len(jobs) == 3
-        finally:
-            with trio.CancelScope(shield=True):
-                await aio_as_trio(tx.rollback)()
+        with pytest.raises(Rollback):
+            async with transaction(conn):
+                jobs = await core_tasks.add.enqueue_many([{"a": i, "b": 1} for i in range(3)], _connection=conn)
+                assert len(jobs) == 3
+                raise Rollback
+    finally:
+        await aio_as_trio(conn.close)()
+    assert await count(sql) == 0
+
+
+async def test_a_cancelled_caller_transaction_rolls_back_and_leaves_the_connection_idle(fairchild, dsn, sql):
+    conn = await _own_connection(dsn)
+    try:
+        with trio.move_on_after(0.3) as scope:
+            async with transaction(conn):
+                await core_tasks.add.enqueue(a=1, b=2, _connection=conn)
+                await aio_as_trio(conn.execute)("SELECT pg_sleep(5)")  # cancelled mid-statement
+        assert scope.cancelled_caught
+        assert not conn.is_in_transaction()
+        assert await aio_as_trio(conn.fetchval)("SELECT 1") == 1  # not an aborted transaction
     finally:
         await aio_as_trio(conn.close)()
     assert await count(sql) == 0

@@ -11,6 +11,7 @@ from .database import (
     Listener,
     Outcome,
     QueryCanceledError,
+    transaction,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "Listener",
     "Outcome",
     "QueryCanceledError",
+    "transaction",
 ]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -31,6 +31,7 @@ from . import migrations, queries, units
 from .units import CHANNEL_CANCEL, CHANNEL_FINAL, CHANNEL_INSERT, FinishReport, Outcome
 
 __all__ = [
+    "transaction",
     "Database",
     "Listener",
     "Outcome",
@@ -192,6 +193,28 @@ class Database:
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """One read-only statement (a unit of its own)."""
         return await self.call(units.fetch_all, sql, *args)
+
+
+@asynccontextmanager
+async def transaction(connection: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """Hold a transaction on your own asyncpg connection from Trio code.
+
+    ``async with transaction(conn): ... await task.enqueue(..., _connection=conn)``: the
+    job commits or rolls back with your own writes. Commit and rollback are shielded, so
+    a Trio cancellation inside the block rolls back completely and leaves the connection
+    idle (``async with aio_as_trio(conn.transaction())`` would leave it in an aborted
+    transaction: its ROLLBACK is cancelled too). Nested use makes a savepoint.
+    """
+    tx = connection.transaction()
+    await aio_as_trio(tx.start)()
+    try:
+        yield connection
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await aio_as_trio(tx.rollback)()
+        raise
+    with trio.CancelScope(shield=True):
+        await aio_as_trio(tx.commit)()
 
 
 Callback = Callable[[str | None], None]
