@@ -202,3 +202,42 @@ async def test_cancellation_inside_a_unit_of_work_loses_nothing(fairchild, dsn, 
             nursery.start_soon(sql, "SELECT pg_sleep(0.01)")
     rows, _ = await fairchild.database.claim(uuid.uuid4(), None, 5, fairchild.clock())
     assert len(rows) == 5
+
+
+async def test_claims_and_retries_announce_themselves_to_listeners_that_asked(fairchild, start_worker):
+    """Dashboards hear about state changes that are neither inserts nor final states
+    (a claim, a retry wait) on fairchild_state; workers never LISTEN there."""
+    from fairchild.db import CHANNEL_STATE
+
+    heard: list[str | None] = []
+    arrived = trio.Event()
+
+    def on_state(payload):
+        heard.append(payload)
+        if "retryable" in heard:
+            arrived.set()
+
+    listener = fairchild.database.listener
+    with listener.subscribe(CHANNEL_STATE, on_state):
+        await listener.ensure()
+        job = await core_tasks.flaky.enqueue(key=f"state-{uuid.uuid4()}", failures=1)
+        pool = await start_worker(concurrency=1, poll_interval=0.1)
+        with trio.fail_after(10):
+            await arrived.wait()
+        assert (await fairchild.wait(job, timeout=10)).state is JobState.COMPLETED
+    assert heard[0] == "running" and "retryable" in heard
+    assert pool.running_jobs == []
+
+
+async def test_a_listener_listens_only_to_channels_it_was_asked_for(dsn):
+    from fairchild.db import CHANNEL_INSERT, Listener
+
+    listener = Listener(dsn)
+    try:
+        with listener.subscribe(CHANNEL_INSERT, lambda payload: None):
+            assert await listener.ensure() is True  # a new connection: poll
+            assert await listener.ensure() is False
+            channels = await aio_as_trio(listener._conn.fetch)("SELECT pg_listening_channels() AS c")
+            assert [r["c"] for r in channels] == [CHANNEL_INSERT]
+    finally:
+        await listener.close()

@@ -28,7 +28,7 @@ from trio_asyncio import aio_as_trio
 
 from ..task import NewJob
 from . import migrations, queries, units
-from .units import CHANNEL_CANCEL, CHANNEL_FINAL, CHANNEL_INSERT, FinishReport, Outcome
+from .units import CHANNEL_CANCEL, CHANNEL_FINAL, CHANNEL_INSERT, CHANNEL_STATE, FinishReport, Outcome
 
 __all__ = [
     "transaction",
@@ -39,6 +39,7 @@ __all__ = [
     "CHANNEL_INSERT",
     "CHANNEL_FINAL",
     "CHANNEL_CANCEL",
+    "CHANNEL_STATE",
     "ConnectionLost",
     "DatabaseError",
     "QueryCanceledError",
@@ -228,15 +229,17 @@ class Listener:
     No background task is needed: loops that depend on notifications call `ensure()`
     each round, which reconnects after a loss. Subscribers receive ``None`` when the
     connection is lost, meaning "you may have missed something: poll".
-    """
 
-    CHANNELS = (CHANNEL_INSERT, CHANNEL_FINAL, CHANNEL_CANCEL)
+    Only channels that have had a subscriber are listened to (a worker never receives a
+    dashboard's notifications): subscribe first, then `ensure()`.
+    """
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._conn: asyncpg.Connection | None = None
         self._lock = trio.Lock()
         self._subscribers: dict[str, list[Callback]] = defaultdict(list)
+        self._listening: set[str] = set()  # channels LISTENed on the current connection
         self.reconnects = 0
 
     @property
@@ -244,26 +247,32 @@ class Listener:
         return self._conn is not None and not self._conn.is_closed()
 
     async def ensure(self) -> bool:
-        """Connect (or reconnect) if needed. True when a new connection was made, so the
-        caller should poll for what it may have missed. Raises the connection error if the
-        server cannot be reached. Cancellation: a half-made connection is closed."""
-        if self.connected:
+        """Connect (or reconnect) if needed, and LISTEN on every subscribed channel. True
+        when a new connection was made, so the caller should poll for what it may have
+        missed. Raises the connection error if the server cannot be reached.
+        Cancellation: a half-made connection is closed."""
+        if self.connected and self._listening.issuperset(self._subscribers):
             return False
         async with self._lock:
-            if self.connected:
-                return False
-            conn = await aio_as_trio(asyncpg.connect)(self.dsn)
-            try:
-                for channel in self.CHANNELS:
-                    await aio_as_trio(conn.add_listener)(channel, self._on_notify)
+            fresh = False
+            if not self.connected:
+                conn = await aio_as_trio(asyncpg.connect)(self.dsn)
                 conn.add_termination_listener(self._on_lost)
+                if self._conn is not None:
+                    self.reconnects += 1
+                self._conn, self._listening, fresh = conn, set(), True
+            conn = self._conn
+            assert conn is not None
+            try:
+                for channel in sorted(set(self._subscribers) - self._listening):
+                    await aio_as_trio(conn.add_listener)(channel, self._on_notify)
+                    self._listening.add(channel)
             except BaseException:
-                conn.terminate()
+                if fresh:
+                    self._conn = None
+                    conn.terminate()
                 raise
-            if self._conn is not None:
-                self.reconnects += 1
-            self._conn = conn
-            return True
+            return fresh
 
     async def close(self) -> None:
         """Close the connection. Shielded."""

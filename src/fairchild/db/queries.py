@@ -60,11 +60,15 @@ WITH next AS (
     ORDER BY priority, scheduled_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE fairchild_jobs j
+    SET state = 'running', attempt = j.attempt + 1, worker_id = $3, attempted_at = $1
+    FROM next WHERE j.id = next.id
+    RETURNING j.*
+), announced AS (  -- one NOTIFY per claim that took jobs, for live dashboards
+    SELECT pg_notify('fairchild_state', 'running') FROM (SELECT 1 FROM claimed LIMIT 1) AS any_claimed
 )
-UPDATE fairchild_jobs j
-SET state = 'running', attempt = j.attempt + 1, worker_id = $3, attempted_at = $1
-FROM next WHERE j.id = next.id
-RETURNING j.*
+SELECT claimed.* FROM claimed LEFT JOIN announced ON true
 """
 # fairchild_jobs_claim_idx (queue, priority, scheduled_at, id) WHERE state IN claimable
 CLAIM_QUEUES = _CLAIM.format(claimable=CLAIMABLE, queue_filter="AND queue = ANY($4::text[])")

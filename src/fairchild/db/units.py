@@ -31,6 +31,9 @@ DEAD = ("discarded", "cancelled")
 CHANNEL_INSERT = "fairchild_insert"  # payload: a queue name with newly available jobs
 CHANNEL_FINAL = "fairchild_final"  # payload: comma-separated ids of jobs that became final
 CHANNEL_CANCEL = "fairchild_cancel"  # payload: id of a running job an operator cancelled
+# payload: what changed without a job becoming final or available: "running" (a claim),
+# "retryable" (a failed attempt waits for its retry), "queue" (paused). For dashboards.
+CHANNEL_STATE = "fairchild_state"
 NOTIFY_PAYLOAD_LIMIT = 1000  # bytes; PostgreSQL allows 8000, we stay well under
 
 
@@ -261,6 +264,8 @@ async def finish(pool: asyncpg.Pool, outcomes: Sequence[Outcome], now: datetime)
             await _settle(conn, [r for r in rows if r["state"] in FINAL], now)
             wake = sorted({r["queue"] for r in rows if r["state"] == "available"})
             await _notify(conn, CHANNEL_INSERT, wake)
+            if any(r["state"] == "retryable" for r in rows):
+                await _notify(conn, CHANNEL_STATE, ["retryable"])
             return FinishReport(
                 applied=[o.job_id for o in ordered if o.job_id in applied],
                 fenced=[o.job_id for o in ordered if o.job_id not in applied],
@@ -394,8 +399,7 @@ async def retry_job(pool: asyncpg.Pool, job_id: uuid.UUID, now: datetime) -> asy
 async def set_queue_paused(pool: asyncpg.Pool, queue: str, paused: bool, now: datetime) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(q.SET_QUEUE_PAUSED, queue, paused, now)
-        if not paused:
-            await _notify(conn, CHANNEL_INSERT, [queue])
+        await _notify(conn, CHANNEL_INSERT if not paused else CHANNEL_STATE, [queue if not paused else "queue"])
 
 
 # -- workflows -------------------------------------------------------------------------

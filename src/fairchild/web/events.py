@@ -1,7 +1,7 @@
 """Live updates: NOTIFY from PostgreSQL, fanned out to Server-Sent-Event streams.
 
-`EventHub.run` subscribes to the client's LISTEN connection (inserts, final states,
-cancellations) and keeps it connected; every open SSE stream gets its own bounded Trio
+`EventHub.run` subscribes to the client's LISTEN connection (inserts, claims, retries,
+final states, cancellations, pauses) and keeps it connected; every open SSE stream gets its own bounded Trio
 memory channel. A slow stream drops events rather than slowing the others: events are
 hints that say "refresh", the database is the truth.
 """
@@ -17,13 +17,13 @@ from typing import Any
 import trio
 
 from ..client import Fairchild
-from ..db import CHANNEL_CANCEL, CHANNEL_FINAL, CHANNEL_INSERT, ConnectionLost
+from ..db import CHANNEL_CANCEL, CHANNEL_FINAL, CHANNEL_INSERT, CHANNEL_STATE, ConnectionLost
 
 __all__ = ["EventHub"]
 
 log = logging.getLogger("fairchild.web")
 
-_NAMES = {CHANNEL_INSERT: "insert", CHANNEL_FINAL: "final", CHANNEL_CANCEL: "cancel"}
+_NAMES = {CHANNEL_INSERT: "insert", CHANNEL_FINAL: "final", CHANNEL_CANCEL: "cancel", CHANNEL_STATE: "state"}
 
 
 class EventHub:

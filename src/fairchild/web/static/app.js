@@ -1,11 +1,11 @@
 /* Fairchild dashboard: theme toggle, action buttons, and live updates.
-   Live updates: an EventSource on /api/events (fed by PostgreSQL NOTIFY) plus a light
-   periodic refresh; on either, the page is re-fetched and each [data-live][id] region is
+   Live updates: an EventSource on /api/events (fed by PostgreSQL NOTIFY) plus a slow
+   periodic refresh as a safety net; on either, the page is re-fetched and each [data-live][id] region is
    swapped for the server-rendered (escaped) one. Data only ever goes into textContent. */
 (function () {
   "use strict";
 
-  var REFRESH_MS = 5000;      // periodic refresh (covers states that send no NOTIFY, e.g. running)
+  var REFRESH_MS = 30000;     // safety net: every state change also arrives as an event
   var MIN_GAP_MS = 700;       // at most one refresh per this interval
   var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   var lastRefresh = 0, pending = null, inflight = false;
