@@ -65,6 +65,12 @@ class Fairchild:
 
     With no `url`, ``$FAIRCHILD_DATABASE_URL`` is used, else the shared embedded
     PostgreSQL in ``$FAIRCHILD_DATA_DIR`` (default ``.fairchild/``).
+
+    Cancellation, for every method that talks to the database: each is one unit of work
+    in one transaction; a Trio cancellation rolls it back before `Cancelled` reaches you
+    (nothing half-written, the connection left idle). A write that had already committed
+    stays committed: after a cancelled `cancel_job` or `retry_job`, read the job again.
+    `close()` is shielded and always completes.
     """
 
     def __init__(

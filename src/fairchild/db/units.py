@@ -397,9 +397,14 @@ async def retry_job(pool: asyncpg.Pool, job_id: uuid.UUID, now: datetime) -> asy
 
 
 async def set_queue_paused(pool: asyncpg.Pool, queue: str, paused: bool, now: datetime) -> None:
+    """Pause or resume a queue. Claims read the flag directly, so every worker obeys at its
+    next claim; a resume also wakes the workers of that queue."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(q.SET_QUEUE_PAUSED, queue, paused, now)
-        await _notify(conn, CHANNEL_INSERT if not paused else CHANNEL_STATE, [queue if not paused else "queue"])
+        if paused:
+            await _notify(conn, CHANNEL_STATE, ["queue"])
+        else:
+            await _notify(conn, CHANNEL_INSERT, [queue])
 
 
 # -- workflows -------------------------------------------------------------------------
