@@ -114,3 +114,13 @@ def greet(name: str, punctuation: str = "!"):
 def slow_sync(seconds: float):
     time.sleep(seconds)
     return Record(seconds)
+
+
+GATES: dict[str, trio.Event] = {}
+
+
+@task()
+async def gated(key: str):
+    """Runs until the test sets GATES[key] (created on first use)."""
+    await GATES.setdefault(key, trio.Event()).wait()
+    return Record(key)

@@ -241,3 +241,35 @@ async def test_a_listener_listens_only_to_channels_it_was_asked_for(dsn):
             assert [r["c"] for r in channels] == [CHANNEL_INSERT]
     finally:
         await listener.close()
+
+
+async def test_claiming_pauses_while_the_completion_buffer_is_full(fairchild, dsn, sql, start_worker):
+    """Outcomes that cannot be written keep their jobs' slots: with the completer blocked
+    and its buffer full, the worker claims nothing more; once writes go through, all runs."""
+    key = f"blocker-{uuid.uuid4()}"
+    blocker = await core_tasks.gated.enqueue(key=key)
+    pool = await start_worker(concurrency=2, completion_buffer=1, poll_interval=0.1)
+    with trio.fail_after(10):
+        while (await fairchild.get_job(blocker)).state is not JobState.RUNNING:
+            await trio.sleep(0.02)
+    # Hold the blocker's row so the completer's fenced write of its outcome must wait.
+    locker = await aio_as_trio(asyncpg.connect)(dsn)
+    try:
+        tx = locker.transaction()
+        await aio_as_trio(tx.start)()
+        await aio_as_trio(locker.execute)("SELECT 1 FROM fairchild_jobs WHERE id = $1 FOR UPDATE", blocker.id)
+        core_tasks.GATES[key].set()  # its outcome goes to the completer, which blocks on the row
+        others = await core_tasks.add.enqueue_many([{"a": i, "b": 0} for i in range(6)])
+        # One outcome fills the buffer; two more jobs finish and keep their slots; then nothing.
+        with trio.fail_after(10):
+            while await scalar(sql, "SELECT count(*) FROM fairchild_jobs WHERE state = 'running'") < 4:
+                await trio.sleep(0.02)
+        await trio.sleep(1.0)  # ten poll intervals: a worker that ignored the full buffer would claim
+        assert len(pool.running_jobs) == 2
+        assert await scalar(sql, "SELECT count(*) FROM fairchild_jobs WHERE state = 'available'") == 3
+    finally:
+        with trio.CancelScope(shield=True):
+            await aio_as_trio(tx.rollback)()
+            await aio_as_trio(locker.close)()
+    for job in [blocker, *others]:
+        assert (await fairchild.wait(job, timeout=10)).state is JobState.COMPLETED
