@@ -273,3 +273,23 @@ async def test_claiming_pauses_while_the_completion_buffer_is_full(fairchild, ds
             await aio_as_trio(locker.close)()
     for job in [blocker, *others]:
         assert (await fairchild.wait(job, timeout=10)).state is JobState.COMPLETED
+
+
+async def test_a_worker_whose_queues_are_all_paused_shows_as_paused(fairchild, sql, start_worker):
+    pool = await start_worker(queues=["core_a", "core_b"], concurrency=1, heartbeat_interval=0.1, lease=1.0)
+
+    async def state() -> str:
+        return await scalar(sql, "SELECT state FROM fairchild_workers WHERE id = $1", pool.id)
+
+    async def becomes(expected: str) -> None:
+        with trio.fail_after(5):
+            while await state() != expected:
+                await trio.sleep(0.05)
+
+    await fairchild.pause_queue("core_a")
+    await trio.sleep(0.5)  # five heartbeats: one queue still runs
+    assert await state() == "running"
+    await fairchild.pause_queue("core_b")
+    await becomes("paused")
+    await fairchild.resume_queue("core_a")
+    await becomes("running")

@@ -228,8 +228,15 @@ ON CONFLICT (id) DO UPDATE SET last_heartbeat_at = $6, lease_expires_at = $7, st
 
 # Fenced on the row existing: 0 rows means the rescuer took this worker for dead.
 HEARTBEAT = """
-UPDATE fairchild_workers SET last_heartbeat_at = $2, lease_expires_at = $3, state = $4
-WHERE id = $1 RETURNING id
+UPDATE fairchild_workers w
+SET last_heartbeat_at = $2, lease_expires_at = $3,
+    -- 'paused' while every queue the worker serves is paused (it claims nothing then)
+    state = CASE WHEN $4 = 'running' AND w.queues IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM unnest(w.queues) AS served(name)
+                                      WHERE NOT EXISTS (SELECT 1 FROM fairchild_queues q
+                                                        WHERE q.name = served.name AND q.paused))
+                 THEN 'paused' ELSE $4 END
+WHERE w.id = $1 RETURNING w.id
 """
 
 # Jobs this worker holds that an operator asked to cancel (the fallback for a lost
