@@ -21,7 +21,7 @@ from . import context
 from .db import CHANNEL_FINAL, ConnectionLost, Database, units
 from .db import queries as q
 from .errors import InvalidJobState, JobNotFound, NotConnected
-from .job import Job
+from .job import Job, workflow_state
 from .task import NewJob, check_queue
 
 __all__ = ["Fairchild", "Clock", "utcnow", "redact_dsn"]
@@ -39,12 +39,6 @@ def utcnow() -> datetime:
 def redact_dsn(dsn: str) -> str:
     """The DSN with its password replaced by ``***`` (for logs)."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
-
-
-def _workflow_state(open_jobs: int, all_completed: bool) -> str:
-    if open_jobs:
-        return "running"
-    return "completed" if all_completed else "failed"
 
 
 def _as_id(job: Job | uuid.UUID | str) -> uuid.UUID:
@@ -277,13 +271,14 @@ class Fairchild:
         rows = await self.database.fetch(q.WORKFLOWS_LIST, limit, offset)
         out = []
         for r in rows:
-            state = _workflow_state(r["open"], r["all_completed"])
+            counts = json.loads(r["counts"])
+            state = workflow_state(counts)
             out.append({
                 "workflow_id": r["workflow_id"],
                 "root_task": r["root_task"],
                 "state": state,
                 "total": r["total"],
-                "counts": json.loads(r["counts"]),
+                "counts": counts,
                 "inserted_at": r["inserted_at"],
                 "finished_at": r["finished_at"] if state != "running" else None,
             })
@@ -302,8 +297,7 @@ class Fairchild:
         counts: dict[str, int] = {}
         for job in jobs:
             counts[job.state.value] = counts.get(job.state.value, 0) + 1
-        open_jobs = sum(1 for job in jobs if not job.state.is_final)
-        state = _workflow_state(open_jobs, all(job.state.value == "completed" for job in jobs))
+        state = workflow_state(counts)
         root = next((job for job in jobs if job.id == wid), jobs[0])
         finished = [job.finished_at for job in jobs if job.finished_at is not None]
         return {

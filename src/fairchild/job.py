@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Job", "JobState"]
+__all__ = ["Job", "JobState", "workflow_state"]
 
 
 class JobState(enum.StrEnum):
@@ -38,6 +38,15 @@ def _json(value: Any) -> Any:
 
 FINAL_STATES = frozenset({JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED})
 CLAIMABLE_STATES = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.RETRYABLE})
+
+
+def workflow_state(counts: Mapping[str, int]) -> str:
+    """A workflow's state from its jobs' counts by state: ``running`` while any job is
+    unfinished, then ``completed`` if every job completed, else ``failed``."""
+    final = {s.value for s in FINAL_STATES}
+    if any(n for state, n in counts.items() if state not in final):
+        return "running"
+    return "failed" if counts.get("discarded") or counts.get("cancelled") else "completed"
 
 
 @dataclass(frozen=True, slots=True)

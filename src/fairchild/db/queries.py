@@ -458,14 +458,11 @@ DASH_HEALTH = "SELECT 1 AS ok"
 # A workflow is a root job (id = workflow_id) and every job whose workflow_id is that root;
 # listed when it holds more than the root (is_workflow). Counts by state come as JSON text.
 # fairchild_jobs_workflows_idx (newest roots), fairchild_jobs_workflow_idx (their jobs)
-WORKFLOWS_LIST = f"""
-SELECT r.id AS workflow_id, r.task AS root_task, r.inserted_at, s.total, s.open,
-       s.all_completed, s.finished_at, s.counts
+WORKFLOWS_LIST = """
+SELECT r.id AS workflow_id, r.task AS root_task, r.inserted_at, s.total, s.finished_at, s.counts
 FROM fairchild_jobs r
 CROSS JOIN LATERAL (
     SELECT sum(g.n)::int AS total,
-           (sum(g.n) FILTER (WHERE g.state NOT IN {FINAL}))::int AS open,
-           bool_and(g.state = 'completed') AS all_completed,
            max(g.finished_at) AS finished_at,
            jsonb_object_agg(g.state, g.n)::text AS counts
     FROM (SELECT w.state, count(*) AS n, max(w.finished_at) AS finished_at

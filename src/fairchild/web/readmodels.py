@@ -17,7 +17,7 @@ from typing import Any
 from ..client import Fairchild
 from ..db import queries as q
 from ..errors import JobNotFound
-from ..job import Job, JobState
+from ..job import Job, JobState, workflow_state
 
 __all__ = [
     "STATES",
@@ -48,14 +48,6 @@ def _text(value: uuid.UUID | None) -> str | None:
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
-
-
-def workflow_state(counts: Mapping[str, int]) -> str:
-    """As `Fairchild.list_workflows` says it: running while any job is unfinished, then
-    completed if every job completed, else failed."""
-    if any(n for s, n in counts.items() if s not in ("completed", "discarded", "cancelled")):
-        return "running"
-    return "failed" if counts.get("discarded") or counts.get("cancelled") else "completed"
 
 
 def summary(row: Mapping[str, Any]) -> dict[str, Any]:
