@@ -329,7 +329,9 @@ class Fairchild:
 
     async def retry_job(self, job: Job | uuid.UUID | str) -> Job:
         """Run a discarded or cancelled job again (with one more attempt if its attempts are
-        spent). `InvalidJobState` for a job in any other state."""
+        spent). A job with an upstream that has not completed is `blocked` until it has:
+        to resume a failed chain, retry the failed job and the jobs cancelled because of
+        it, in any order. `InvalidJobState` for a job in any other state."""
         job_id = _as_id(job)
         row = await self.database.call(units.retry_job, job_id, self.clock())
         if row is None:

@@ -167,3 +167,23 @@ async def test_a_dependent_whose_upstream_was_pruned_fails_with_a_clear_error(fa
     kinds = {e["kind"] for e in done.errors}
     assert kinds == {"upstream_missing"}
     assert str(upstream.id) in done.errors[-1]["error"]
+
+
+async def test_retrying_a_failed_upstream_and_its_cancelled_dependent_resumes_the_chain(fairchild, sql, start_worker):
+    import core_tasks
+
+    key = f"resume-{uuid.uuid4()}"
+    upstream = await core_tasks.flaky.enqueue(key=key, failures=3)  # fails all 3 attempts
+    dependent = await wf_tasks.value.enqueue(v=upstream)
+    await start_worker(concurrency=2, poll_interval=0.1)
+    assert (await fairchild.wait(upstream, timeout=10)).state is JobState.DISCARDED
+    cancelled = await fairchild.wait(dependent, timeout=10)
+    assert cancelled.state is JobState.CANCELLED and str(upstream.id) in cancelled.cancel_reason
+
+    # The dependent first: it waits for its upstream instead of running without its value.
+    again = await fairchild.retry_job(dependent)
+    assert again.state is JobState.BLOCKED and again.deps_pending == 1
+    await fairchild.retry_job(upstream)  # the 4th call of `flaky` succeeds
+    assert (await fairchild.wait(upstream, timeout=10)).result == {"calls": 4}
+    done = await fairchild.wait(dependent, timeout=10)
+    assert done.state is JobState.COMPLETED and done.result == {"calls": 4}

@@ -337,13 +337,20 @@ UPDATE fairchild_jobs SET cancel_requested_at = COALESCE(cancel_requested_at, $2
 WHERE id = $1 AND state = 'running'
 """
 
+# A retried job waits again for any upstream that has not completed (a dependent that was
+# cancelled because its upstream failed runs once that upstream, retried too, completes).
+# fairchild_edges_downstream_idx
 RETRY_JOB = """
-UPDATE fairchild_jobs
-SET state = 'available', scheduled_at = $2, finished_at = NULL, cancel_reason = NULL,
+UPDATE fairchild_jobs j
+SET state = CASE WHEN d.pending > 0 THEN 'blocked' ELSE 'available' END,
+    deps_pending = d.pending, scheduled_at = $2, finished_at = NULL, cancel_reason = NULL,
     cancel_requested_at = NULL,
-    max_attempts = GREATEST(max_attempts, attempt + 1)
-WHERE id = $1 AND state IN ('discarded', 'cancelled')
-RETURNING *
+    max_attempts = GREATEST(j.max_attempts, j.attempt + 1)
+FROM (SELECT count(*) FILTER (WHERE u.state <> 'completed')::int AS pending
+      FROM fairchild_edges e JOIN fairchild_jobs u ON u.id = e.upstream_id
+      WHERE e.downstream_id = $1) AS d
+WHERE j.id = $1 AND j.state IN ('discarded', 'cancelled')
+RETURNING j.*
 """
 
 SET_QUEUE_PAUSED = """

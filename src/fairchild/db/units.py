@@ -387,11 +387,12 @@ async def cancel_job(pool: asyncpg.Pool, job_id: uuid.UUID, reason: str, now: da
 
 
 async def retry_job(pool: asyncpg.Pool, job_id: uuid.UUID, now: datetime) -> asyncpg.Record | None:
-    """Make a discarded or cancelled job available again (granting one more attempt if
-    its attempts are spent). None if the job is not in one of those states."""
+    """Make a discarded or cancelled job run again (granting one more attempt if its
+    attempts are spent): available, or blocked while an upstream has not completed.
+    None if the job is not in one of those states."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(q.RETRY_JOB, job_id, now)
-        if row is not None:
+        if row is not None and row["state"] == "available":
             await _notify(conn, CHANNEL_INSERT, [row["queue"]])
         return row
 
