@@ -124,3 +124,10 @@ async def gated(key: str):
     """Runs until the test sets GATES[key] (created on first use)."""
     await GATES.setdefault(key, trio.Event()).wait()
     return Record(key)
+
+
+@task()
+def spawns_a_failure_and_a_wait(key: str):
+    """A parent with one child that fails and one that runs until GATES[key] is set."""
+    gated(key=key)
+    always_fails(message="this child fails")

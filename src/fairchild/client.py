@@ -331,9 +331,16 @@ class Fairchild:
         """Run a discarded or cancelled job again (with one more attempt if its attempts are
         spent). A job with an upstream that has not completed is `blocked` until it has:
         to resume a failed chain, retry the failed job and the jobs cancelled because of
-        it, in any order. `InvalidJobState` for a job in any other state."""
+        it, in any order. `InvalidJobState` for a job in any other state, or for a parent
+        whose children have not all finished (they belong to the attempt that spawned
+        them: wait for them, or cancel them, first)."""
         job_id = _as_id(job)
-        row = await self.database.call(units.retry_job, job_id, self.clock())
+        row, unfinished = await self.database.call(units.retry_job, job_id, self.clock())
+        if unfinished:
+            raise InvalidJobState(
+                f"job {job_id} still has {unfinished} unfinished children; wait for them (or cancel them) "
+                "before running it again"
+            )
         if row is None:
             current = await self.get_job(job_id)  # raises JobNotFound
             raise InvalidJobState(

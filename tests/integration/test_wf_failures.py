@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import trio
 
 import wf_tasks
 from fairchild import JobState
@@ -187,3 +188,26 @@ async def test_retrying_a_failed_upstream_and_its_cancelled_dependent_resumes_th
     assert (await fairchild.wait(upstream, timeout=10)).result == {"calls": 4}
     done = await fairchild.wait(dependent, timeout=10)
     assert done.state is JobState.COMPLETED and done.result == {"calls": 4}
+
+
+async def test_a_parent_cannot_run_again_while_children_of_its_last_attempt_run(fairchild, sql, start_worker):
+    import core_tasks
+
+    from fairchild import InvalidJobState
+
+    key = f"parent-{uuid.uuid4()}"
+    parent = await core_tasks.spawns_a_failure_and_a_wait.enqueue(key=key)
+    await start_worker(concurrency=4, poll_interval=0.1)
+    with trio.fail_after(10):  # not fairchild.wait: for a root it also waits for the slow child
+        while (failed := await fairchild.get_job(parent)).state is not JobState.DISCARDED:
+            await trio.sleep(0.05)
+    assert failed.errors[-1]["kind"] == "child_failed"
+    with pytest.raises(InvalidJobState, match="1 unfinished children"):
+        await fairchild.retry_job(parent)
+    core_tasks.GATES.setdefault(key, trio.Event()).set()  # the slow child finishes
+    with trio.fail_after(10):
+        while await scalar(sql, "SELECT count(*) FROM fairchild_jobs WHERE parent_id = $1 "
+                                "AND state NOT IN ('completed', 'discarded', 'cancelled')", parent.id):
+            await trio.sleep(0.05)
+    again = await fairchild.retry_job(parent)
+    assert again.state is JobState.AVAILABLE

@@ -337,6 +337,12 @@ UPDATE fairchild_jobs SET cancel_requested_at = COALESCE(cancel_requested_at, $2
 WHERE id = $1 AND state = 'running'
 """
 
+# A parent may run again only once its children are final (they count against the
+# attempt that spawned them). fairchild_jobs_parent_idx
+UNFINISHED_CHILDREN = f"""
+SELECT count(*)::int FROM fairchild_jobs WHERE parent_id = $1 AND state NOT IN {FINAL}
+"""
+
 # A retried job waits again for any upstream that has not completed (a dependent that was
 # cancelled because its upstream failed runs once that upstream, retried too, completes).
 # fairchild_edges_downstream_idx

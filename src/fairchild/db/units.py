@@ -386,15 +386,21 @@ async def cancel_job(pool: asyncpg.Pool, job_id: uuid.UUID, reason: str, now: da
         return str(state)
 
 
-async def retry_job(pool: asyncpg.Pool, job_id: uuid.UUID, now: datetime) -> asyncpg.Record | None:
+async def retry_job(
+    pool: asyncpg.Pool, job_id: uuid.UUID, now: datetime
+) -> tuple[asyncpg.Record | None, int]:
     """Make a discarded or cancelled job run again (granting one more attempt if its
     attempts are spent): available, or blocked while an upstream has not completed.
-    None if the job is not in one of those states."""
+    Returns (the job, or None if it is not in one of those states or still has
+    unfinished children; the number of its unfinished children)."""
     async with pool.acquire() as conn, conn.transaction():
+        unfinished = await conn.fetchval(q.UNFINISHED_CHILDREN, job_id)
+        if unfinished:
+            return None, unfinished
         row = await conn.fetchrow(q.RETRY_JOB, job_id, now)
         if row is not None and row["state"] == "available":
             await _notify(conn, CHANNEL_INSERT, [row["queue"]])
-        return row
+        return row, 0
 
 
 async def set_queue_paused(pool: asyncpg.Pool, queue: str, paused: bool, now: datetime) -> None:
