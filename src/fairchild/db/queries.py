@@ -221,8 +221,8 @@ RECORD_MIGRATION = "INSERT INTO fairchild_migrations (version, name) VALUES ($1,
 
 REGISTER_WORKER = """
 INSERT INTO fairchild_workers (id, hostname, pid, queues, concurrency, state, started_at,
-                               last_heartbeat_at, lease_expires_at)
-VALUES ($1, $2, $3, $4, $5, 'running', $6, $6, $7)
+                               last_heartbeat_at, lease_expires_at, version)
+VALUES ($1, $2, $3, $4, $5, 'running', $6, $6, $7, $8)
 ON CONFLICT (id) DO UPDATE SET last_heartbeat_at = $6, lease_expires_at = $7, state = 'running'
 """
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .._version import __version__
 from ..db import ConnectionLost, DatabaseError
 from ..db import queries as q
 from .throttle import Throttle
@@ -31,7 +32,7 @@ async def register(pool: WorkerPool) -> None:
         started = trio.current_time()
         try:
             await db.fetchrow(q.REGISTER_WORKER, pool.id, pool.hostname, pool.pid, pool.queues,
-                              pool.concurrency, now, now + timedelta(seconds=pool.lease))
+                              pool.concurrency, now, now + timedelta(seconds=pool.lease), __version__)
         except TRANSIENT as exc:
             await trio.sleep(errors.failed(exc))
             continue
